@@ -1,0 +1,281 @@
+"""Event contracts: every message on the bus is one of these models, wrapped in the same envelope.
+
+The envelope fields (`event_id`, `event_type`, `schema_version`, `occurred_at`,
+`application_id`, `application_number`, `producer`) come first; the payload follows flat,
+as the public contract describes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Channel(StrEnum):
+    web = "web"
+    mobile = "mobile"
+    counter = "counter"
+    edevlet = "edevlet"
+    kiosk = "kiosk"
+    call_center = "call_center"
+    open311 = "open311"
+
+
+class ApplicationType(StrEnum):
+    istek = "istek"
+    sikayet = "sikayet"
+    oneri = "oneri"
+    bilgi_edinme = "bilgi_edinme"
+    ihbar = "ihbar"
+    tesekkur = "tesekkur"
+
+
+class Outcome(StrEnum):
+    olumlu = "olumlu"
+    olumsuz = "olumsuz"
+    kismen_olumlu = "kismen_olumlu"
+
+
+class Status(StrEnum):
+    received = "received"
+    awaiting_routing = "awaiting_routing"
+    routed = "routed"
+    opened = "opened"
+    answered = "answered"
+    closed = "closed"
+    returned = "returned"
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=500)
+
+
+class ApplicantContact(BaseModel):
+    """What may travel past intake about the applicant: never the clear TC Kimlik No."""
+
+    tckn_masked: str
+    first_name: str
+    last_name: str
+    phone: str  # E.164, e.g. +905321234567
+    email: str | None = None
+
+
+class Envelope(BaseModel):
+    """The envelope of every event; subclasses set `EVENT_TYPE` and add their payload."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    EVENT_TYPE: ClassVar[str] = "event"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_type: str = ""
+    schema_version: int = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    application_id: str | None = None
+    application_number: str | None = None
+    producer: str = ""
+
+    def model_post_init(self, context: Any, /) -> None:
+        if not self.event_type:
+            self.event_type = self.EVENT_TYPE
+            self.schema_version = self.SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ApplicationSubmitted(Envelope):
+    """A submission on `acikkapi.intake.submissions`: the HTTP body plus `submission_id`.
+
+    Kept loose on purpose: intake validates it with the same rules as the HTTP POST and
+    answers a bad one on `acikkapi.intake.rejections`.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "application.submitted"
+    model_config = ConfigDict(extra="allow")
+
+    submission_id: str = Field(min_length=1, max_length=128)
+
+
+class FieldError(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class SubmissionRejected(Envelope):
+    EVENT_TYPE: ClassVar[str] = "application.rejected"
+
+    submission_id: str
+    errors: list[FieldError]
+
+
+class ApplicationReceived(Envelope):
+    """Intake registered and numbered an application."""
+
+    EVENT_TYPE: ClassVar[str] = "application.received"
+
+    application_id: str
+    application_number: str
+    channel: Channel
+    application_type: ApplicationType
+    category_code: str | None = None
+    province_code: int
+    district: str
+    subject: str
+    text: str
+    location: Location | None = None
+    applicant: ApplicantContact
+    received_at: datetime
+    submission_id: str | None = None
+
+
+class ApplicationRouted(Envelope):
+    """Routing decided the category and the responsible institution."""
+
+    EVENT_TYPE: ClassVar[str] = "application.routed"
+
+    application_id: str
+    application_number: str
+    category_code: str
+    heading_code: str
+    institution_code: str
+    institution_kind: str
+    institution_name: str
+    routed_by: Literal["auto", "officer"]
+    officer: str | None = None
+    deadline_at: datetime
+
+
+class ApplicationAwaitingRouting(Envelope):
+    """An application with no category: it waits in the officers' pending queue."""
+
+    EVENT_TYPE: ClassVar[str] = "application.awaiting_routing"
+
+    application_id: str
+    application_number: str
+    reason: str
+
+
+class InstitutionAssignment(Envelope):
+    """What an institution reads on its own topic `acikkapi.institution.<CODE>`."""
+
+    EVENT_TYPE: ClassVar[str] = "institution.assignment"
+
+    application_id: str
+    application_number: str
+    institution_code: str
+    application_type: ApplicationType
+    channel: Channel
+    category_code: str
+    category_name: str
+    heading_code: str
+    subject: str
+    text: str
+    province_code: int
+    district: str
+    location: Location | None = None
+    received_at: datetime
+    deadline_at: datetime
+    applicant: ApplicantContact
+
+
+class ApplicationResponse(Envelope):
+    """An institution's answer; produced by institutions or by tracking's HTTP endpoint."""
+
+    EVENT_TYPE: ClassVar[str] = "application.response"
+
+    application_id: str
+    institution_code: str = Field(min_length=2, max_length=64)
+    outcome: Outcome
+    text: str = Field(min_length=1, max_length=10_000)
+    responded_by: str | None = None
+    responded_at: datetime = Field(default_factory=utcnow)
+
+
+class StatusChanged(Envelope):
+    """Every status transition, as tracking records it."""
+
+    EVENT_TYPE: ClassVar[str] = "application.status_changed"
+
+    application_id: str
+    application_number: str
+    status: Status
+    previous_status: Status | None = None
+    at: datetime
+    province_code: int | None = None
+    district: str | None = None
+    channel: Channel | None = None
+    application_type: ApplicationType | None = None
+    category_code: str | None = None
+    institution_code: str | None = None
+    outcome: Outcome | None = None
+    received_at: datetime | None = None
+    deadline_at: datetime | None = None
+    answered_at: datetime | None = None
+    overdue: bool = False
+
+
+class DeadlineEvent(Envelope):
+    EVENT_TYPE: ClassVar[str] = "application.deadline"
+
+    application_id: str
+    application_number: str
+    kind: Literal["warning", "missed", "escalated"]
+    institution_code: str | None = None
+    deadline_at: datetime
+
+
+class NotificationChannel(StrEnum):
+    sms = "sms"
+    email = "email"
+
+
+class NotificationRequest(Envelope):
+    """A message to send. `idempotency_key` is the Kafka key: a repeat is never sent twice."""
+
+    EVENT_TYPE: ClassVar[str] = "notification.requested"
+
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    channel: NotificationChannel
+    to: str = Field(min_length=3, max_length=320)
+    template: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationResult(Envelope):
+    EVENT_TYPE: ClassVar[str] = "notification.result"
+
+    idempotency_key: str
+    channel: NotificationChannel
+    status: Literal["sent", "delivered", "failed", "skipped_duplicate"]
+    detail: str | None = None
+    segments: int | None = None
+
+
+class DeadLetter(BaseModel):
+    """What lands on `<topic>.dlq`: the original bytes (as text) and why it was set aside."""
+
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    reason: str
+    error_type: str
+    attempts: int
+    consumer: str
+    failed_at: datetime = Field(default_factory=utcnow)
+    original: str

@@ -1,0 +1,31 @@
+"""MongoDB access through PyMongo's async client (Motor reached end of life on 2026-05-14)."""
+
+from __future__ import annotations
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.settings import Settings
+
+
+def make_client(settings: Settings) -> AsyncMongoClient:
+    return AsyncMongoClient(
+        settings.mongo_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+        appname="acikkapi",
+    )
+
+
+def service_database(client: AsyncMongoClient, settings: Settings, service: str) -> AsyncDatabase:
+    """Each service owns exactly one database; no service reads another's."""
+    return client[settings.database_name(service)]
+
+
+async def ping(client: AsyncMongoClient) -> bool:
+    try:
+        await client.admin.command("ping")
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,77 @@
+"""Logs and metrics: JSON logs that never carry a TC Kimlik No, and the Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Eleven digits in a row look like a TC Kimlik No: they never reach a log line.
+_TCKN_RE = re.compile(r"(?<!\d)[1-9]\d{10}(?!\d)")
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    return _TCKN_RE.sub("***********", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, ensure_ascii=False, default=str))
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiokafka", "kafka", "pymongo", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+EVENTS_PUBLISHED = Counter(
+    "acikkapi_events_published_total", "Events published to Kafka", ["topic", "event_type"]
+)
+EVENTS_CONSUMED = Counter(
+    "acikkapi_events_consumed_total", "Events consumed, by outcome", ["topic", "outcome"]
+)
+DEAD_LETTERS = Counter(
+    "acikkapi_dead_letters_total", "Messages set aside on a dead-letter topic", ["topic", "reason"]
+)
+HANDLER_SECONDS = Histogram(
+    "acikkapi_handler_seconds",
+    "Time spent handling one consumed event",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HTTP_REQUESTS = Counter(
+    "acikkapi_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "acikkapi_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+READY = Gauge("acikkapi_ready", "1 when Kafka and MongoDB answered the last readiness check")

@@ -1,0 +1,85 @@
+"""One place for configuration: every setting is read from the environment with the `AK_` prefix."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "acikkapi-dev-secret-change-me-in-production"
+DEV_PII_KEY = "acikkapi-dev-pii-key-change-me-in-production"
+
+SERVICE_PORTS = {
+    "intake": 8001,
+    "routing": 8002,
+    "tracking": 8003,
+    "notification": 8004,
+    "reporting": 8005,
+}
+
+
+class Settings(BaseSettings):
+    """Settings shared by every service; a service reads only what it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="AK_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongo_uri: str = "mongodb://127.0.0.1:27017"
+    # Each service owns one database: f"{db_prefix}_{service}".
+    db_prefix: str = "acikkapi"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_issuer: str = "acikkapi"
+    pii_key: str = DEV_PII_KEY
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_sender: str = "Açık Kapı <acikkapi@denizli.gov.tr>"
+    sms_gateway_url: str = "http://127.0.0.1:13013/cgi-bin/sendsms"
+    sms_username: str = "acikkapi"
+    sms_password: str = "acikkapi"
+    sms_sender: str = "ACIKKAPI"
+    # Where Kannel calls back with delivery reports; the notification service's own address.
+    sms_dlr_base_url: str = "http://127.0.0.1:8004"
+
+    host: str = "127.0.0.1"
+    # 0 means "the service's default port" (SERVICE_PORTS).
+    port: int = 0
+    intake_port: int = SERVICE_PORTS["intake"]
+    routing_port: int = SERVICE_PORTS["routing"]
+    tracking_port: int = SERVICE_PORTS["tracking"]
+    notification_port: int = SERVICE_PORTS["notification"]
+    reporting_port: int = SERVICE_PORTS["reporting"]
+
+    # Public address of the citizens' status page, printed in SMS texts.
+    public_tracking_url: str = "http://127.0.0.1:8003/takip"
+    default_province_code: int = 20
+    # How many times a consumer retries a failing message before it goes to the dead-letter topic.
+    consumer_max_attempts: int = 3
+    # Largest HTTP body any service accepts.
+    max_body_bytes: int = Field(default=1_048_576)
+    log_level: str = "INFO"
+
+    def port_for(self, service: str) -> int:
+        if self.port:
+            return self.port
+        return int(getattr(self, f"{service}_port"))
+
+    def database_name(self, service: str) -> str:
+        return f"{self.db_prefix}_{service}"
+
+    def pii_key_bytes(self) -> bytes:
+        """A 32-byte AES key: the setting as base64 if it decodes to 32 bytes, else its SHA-256."""
+        try:
+            raw = base64.b64decode(self.pii_key, validate=True)
+            if len(raw) == 32:
+                return raw
+        except ValueError:
+            pass
+        return hashlib.sha256(self.pii_key.encode()).digest()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,49 @@
+"""Kafka topic names of the public contract, in one place."""
+
+from __future__ import annotations
+
+import re
+
+SUBMISSIONS = "acikkapi.intake.submissions"
+REJECTIONS = "acikkapi.intake.rejections"
+RECEIVED = "acikkapi.applications.received"
+ROUTED = "acikkapi.applications.routed"
+RESPONSES = "acikkapi.applications.responses"
+STATUS = "acikkapi.applications.status"
+DEADLINES = "acikkapi.deadlines"
+NOTIFICATION_REQUESTS = "acikkapi.notifications.requests"
+NOTIFICATION_RESULTS = "acikkapi.notifications.results"
+INSTITUTION_PREFIX = "acikkapi.institution."
+
+# Partition counts for the local stack and the default for production topic creation.
+# Keyed topics need enough partitions for the consumer groups to scale out.
+PARTITIONS: dict[str, int] = {
+    SUBMISSIONS: 6,
+    REJECTIONS: 3,
+    RECEIVED: 6,
+    ROUTED: 6,
+    RESPONSES: 6,
+    STATUS: 6,
+    DEADLINES: 3,
+    NOTIFICATION_REQUESTS: 6,
+    NOTIFICATION_RESULTS: 3,
+}
+INSTITUTION_PARTITIONS = 2
+DLQ_PARTITIONS = 1
+
+INSTITUTION_CODE_RE = re.compile(r"^[A-Z0-9_-]{2,64}$")
+
+
+def institution_topic(code: str) -> str:
+    """The routed queue of one institution; the code names the topic, so it is checked here."""
+    if not INSTITUTION_CODE_RE.fullmatch(code):
+        raise ValueError(f"invalid institution code: {code!r}")
+    return f"{INSTITUTION_PREFIX}{code}"
+
+
+def dlq(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def all_static_topics() -> list[str]:
+    return list(PARTITIONS)
