@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 def utcnow() -> datetime:
@@ -147,6 +147,7 @@ class ApplicationRouted(Envelope):
     """Routing decided the category and the responsible institution."""
 
     EVENT_TYPE: ClassVar[str] = "application.routed"
+    event_type: Literal["application.routed"] = "application.routed"
 
     application_id: str
     application_number: str
@@ -164,6 +165,7 @@ class ApplicationAwaitingRouting(Envelope):
     """An application with no category: it waits in the officers' pending queue."""
 
     EVENT_TYPE: ClassVar[str] = "application.awaiting_routing"
+    event_type: Literal["application.awaiting_routing"] = "application.awaiting_routing"
 
     application_id: str
     application_number: str
@@ -279,3 +281,11 @@ class DeadLetter(BaseModel):
     consumer: str
     failed_at: datetime = Field(default_factory=utcnow)
     original: str
+
+
+class RoutingOutcome(
+    RootModel[
+        Annotated[ApplicationRouted | ApplicationAwaitingRouting, Field(discriminator="event_type")]
+    ]
+):
+    """What `acikkapi.applications.routed` carries: a decision, or a wait for an officer."""
