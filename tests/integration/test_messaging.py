@@ -33,8 +33,9 @@ async def test_invalid_message_is_dead_lettered_and_consumer_carries_on(settings
         seen.append(event.n)
 
     broker = messaging.make_broker(settings, "testsvc")
-    messaging.subscribe(broker, topic, Ping, handle, service="testsvc", settings=settings,
-                        group_id=f"g-{topic}")
+    messaging.subscribe(
+        broker, topic, Ping, handle, service="testsvc", settings=settings, group_id=f"g-{topic}"
+    )
     await broker.start()
     try:
         await produce(settings.kafka_bootstrap, topic, b"{not json", key="k1")
@@ -73,8 +74,9 @@ async def test_offsets_are_committed_only_after_the_handler_finishes(settings: S
         await asyncio.sleep(3600)  # killed mid-work
 
     broker = messaging.make_broker(settings, "testsvc")
-    messaging.subscribe(broker, topic, Ping, slow, service="testsvc", settings=settings,
-                        group_id=group)
+    messaging.subscribe(
+        broker, topic, Ping, slow, service="testsvc", settings=settings, group_id=group
+    )
     await broker.start()
     await produce(settings.kafka_bootstrap, topic, {"n": 1})
     await asyncio.wait_for(started.wait(), 20)
@@ -86,8 +88,9 @@ async def test_offsets_are_committed_only_after_the_handler_finishes(settings: S
         done.append(event.n)
 
     second = messaging.make_broker(settings, "testsvc")
-    messaging.subscribe(second, topic, Ping, quick, service="testsvc", settings=settings,
-                        group_id=group)
+    messaging.subscribe(
+        second, topic, Ping, quick, service="testsvc", settings=settings, group_id=group
+    )
     await second.start()
     try:
         async with asyncio.timeout(20):
