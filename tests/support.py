@@ -1,10 +1,29 @@
-"""Small helpers for tests that read what the real stack produced."""
+"""Small helpers for tests that read what the real stack produced: valid TC Kimlik Nos, the
+SMS the fake SMSC received and the e-mail the SMTP sink kept.
+
+How fakesmsc prints: it logs (on stderr, so the stack redirects `2>&1` into fakesmsc.out) one
+line per message it received from the bearerbox:
+
+    2026-11-28 18:23:20 [8198] [0] DEBUG: Got message 1: <SENDER RECEIVER KIND PAYLOAD>
+
+KIND is `text` (GSM-7 coding: PAYLOAD is the text as raw UTF-8), `ucs-2` (PAYLOAD is the
+UTF-16-BE bytes, URL-encoded with "+" for a 0x20 byte), `data` (8-bit, URL-encoded) or, for
+each part of a concatenated SMS, `udh <URL-encoded UDH> data <URL-encoded part>`; that form
+does not say the coding, so parts are joined by the UDH reference and read as UCS-2 when they
+hold bytes below 0x09 (which UTF-8 text never does).
+"""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import mailbox
 import random
 import re
+from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from stdnum.tr import tckimlik
 
@@ -15,25 +34,94 @@ def valid_tckn(rng: random.Random) -> str:
     return first9 + tckimlik.calc_check_digits(first9)
 
 
-def fakesmsc_messages(data_dir: Path, to_digits: str) -> list[str]:
-    """Texts fakesmsc printed for one recipient, decoded (UCS-2 arrives as hex)."""
-    path = data_dir / "fakesmsc.out"
+_LINE = re.compile(
+    r"Got message \d+: <(?P<sender>\S+) (?P<receiver>\S+) (?P<kind>text|ucs-2|data|udh) "
+    r"(?P<payload>.*)>\s*$"
+)
+
+
+@dataclass(frozen=True)
+class FakeSms:
+    sender: str
+    receiver: str
+    text: str
+    parts: int
+
+
+def _unquote(payload: str) -> bytes:
+    return unquote_to_bytes(payload.replace("+", " "))
+
+
+def _decode(data: bytes, ucs2: bool) -> str:
+    return data.decode("utf-16-be") if ucs2 else data.decode("utf-8", errors="replace")
+
+
+def _looks_ucs2(data: bytes) -> bool:
+    return len(data) % 2 == 0 and any(byte < 0x09 for byte in data)
+
+
+def parse_fakesmsc(lines: list[str]) -> list[FakeSms]:
+    """The messages in a fakesmsc log, concatenated parts joined, in order of completion."""
+    messages: list[FakeSms] = []
+    pending: dict[tuple[str, str, int], dict[int, bytes]] = {}
+    for line in lines:
+        match = _LINE.search(line)
+        if not match:
+            continue
+        sender, receiver, kind, payload = match.group("sender", "receiver", "kind", "payload")
+        if kind == "text":
+            messages.append(FakeSms(sender, receiver, payload, 1))
+        elif kind == "ucs-2":
+            messages.append(FakeSms(sender, receiver, _decode(_unquote(payload), True), 1))
+        elif kind == "data":
+            data = _unquote(payload)
+            messages.append(FakeSms(sender, receiver, _decode(data, _looks_ucs2(data)), 1))
+        else:
+            udh_text, _, data_text = payload.partition(" data ")
+            udh, data = _unquote(udh_text), _unquote(data_text)
+            if len(udh) >= 6 and udh[1] == 0x00:  # concatenation, 8-bit reference
+                ref, total, seq = udh[3], udh[4], udh[5]
+            elif len(udh) >= 7 and udh[1] == 0x08:  # concatenation, 16-bit reference
+                ref, total, seq = udh[3] << 8 | udh[4], udh[5], udh[6]
+            else:
+                messages.append(FakeSms(sender, receiver, _decode(data, _looks_ucs2(data)), 1))
+                continue
+            parts = pending.setdefault((sender, receiver, ref), {})
+            parts[seq] = data
+            if len(parts) == total:
+                del pending[(sender, receiver, ref)]
+                joined = b"".join(parts[i] for i in sorted(parts))
+                messages.append(
+                    FakeSms(sender, receiver, _decode(joined, _looks_ucs2(joined)), total)
+                )
+    return messages
+
+
+def read_fakesmsc(path: Path) -> list[FakeSms]:
     if not path.exists():
         return []
-    texts = []
-    for line in path.read_text(errors="replace").splitlines():
-        if to_digits not in line:
-            continue
-        texts.append(decode_fakesmsc_line(line))
-    return texts
+    return parse_fakesmsc(path.read_bytes().decode("utf-8", errors="replace").splitlines())
 
 
-def decode_fakesmsc_line(line: str) -> str:
-    # Placeholder decoder, refined once the fakesmsc output format is pinned down.
-    match = re.search(r"ucs-2\s+(\S+)", line)
-    if match:
+def read_maildir(path: Path) -> list[EmailMessage]:
+    """Every message in the sink's Maildir, parsed with the modern policy (headers decoded)."""
+    if not (path / "new").exists():
+        return []
+    box = mailbox.Maildir(path, create=False)
+    messages = []
+    for key in box.keys():
         try:
-            return bytes.fromhex(match.group(1)).decode("utf-16-be")
-        except ValueError:
-            pass
-    return line
+            raw = box.get_bytes(key)
+        except (KeyError, FileNotFoundError):  # moved by another reader meanwhile
+            continue
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        messages.append(parsed)
+    return messages
+
+
+def sms_texts_to(data_dir: Path, receiver_digits: str) -> list[str]:
+    """Whole texts (concatenated parts joined) fakesmsc received for one phone number."""
+    return [
+        m.text for m in read_fakesmsc(data_dir / "fakesmsc.out") if m.receiver == receiver_digits
+    ]

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -73,6 +73,12 @@ def decode_token(settings: Settings, token: str) -> Principal:
 _bearer = HTTPBearer(auto_error=False)
 
 
+async def request_settings(request: Request) -> Settings:
+    """The settings of the service that got the request (async: no worker-thread hop)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    return runtime.settings if runtime is not None else get_settings()
+
+
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
@@ -90,7 +96,7 @@ def forbidden(message: str = "Bu işlem için yetkiniz yok.") -> HTTPException:
 
 async def optional_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: Annotated[Settings, Depends(request_settings)],
 ) -> Principal | None:
     if credentials is None:
         return None

@@ -159,6 +159,9 @@ class ApplicationRouted(Envelope):
     routed_by: Literal["auto", "officer"]
     officer: str | None = None
     deadline_at: datetime
+    # Display names, so readers of the decision (reporting) need not keep a taxonomy copy.
+    category_name: str | None = None
+    heading_name: str | None = None
 
 
 class ApplicationAwaitingRouting(Envelope):
@@ -229,6 +232,8 @@ class StatusChanged(Envelope):
     deadline_at: datetime | None = None
     answered_at: datetime | None = None
     overdue: bool = False
+    # Why, when the institution gave it to say so (status `returned`: "not our competence").
+    reason: str | None = None
 
 
 class DeadlineEvent(Envelope):

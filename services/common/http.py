@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,7 +30,7 @@ from services.common.settings import Settings
 
 log = logging.getLogger("acikkapi.http")
 
-Hook = Callable[[], Awaitable[None]]
+Hook = Callable[[], Coroutine[Any, Any, None]]
 
 _MESSAGES = {
     "missing": "Bu alan zorunludur.",
@@ -93,7 +93,8 @@ def translate_validation_errors(errors: Sequence[dict[str, Any]]) -> list[dict[s
     return out
 
 
-async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(
@@ -114,7 +115,8 @@ _STATUS_TEXT = {
 }
 
 
-async def _http_exception_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.detail, list):
         errors = exc.detail
     else:
@@ -154,19 +156,33 @@ class BodyLimitMiddleware:
                     await self._reject(send)
                     return
         received = 0
+        exceeded = False
+        responded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal responded
+            # FastAPI catches the exception while parsing a body parameter and answers 400
+            # itself; a body without Content-Length (chunked) must still get the 413.
+            if exceeded and not responded:
+                return
+            responded = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLarge:
+            pass
+        if exceeded and not responded:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
@@ -288,11 +304,12 @@ def create_service_app(
             for task in [connector, *runtime._tasks]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            # Consumers stop first, so no handler is mid-way when its clients are closed.
+            with contextlib.suppress(Exception):
+                await runtime.broker.stop()
             for hook in on_shutdown:
                 with contextlib.suppress(Exception):
                     await hook()
-            with contextlib.suppress(Exception):
-                await runtime.broker.stop()
             await runtime.mongo.close()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)

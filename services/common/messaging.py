@@ -30,6 +30,7 @@ from services.common.observability import (
     EVENTS_CONSUMED,
     EVENTS_PUBLISHED,
     HANDLER_SECONDS,
+    redact,
 )
 from services.common.settings import Settings
 
@@ -61,6 +62,9 @@ def make_broker(settings: Settings, service: str) -> KafkaBroker:
         request_timeout_ms=15_000,
         graceful_timeout=10.0,
         logger=logging.getLogger(f"acikkapi.{service}.broker"),
+        # FastStream logs every message received and processed: two lines a message at INFO
+        # would cost more than the work itself.
+        log_level=logging.DEBUG,
     )
 
 
@@ -102,7 +106,9 @@ async def dead_letter(
         error_type=error_type,
         attempts=attempts,
         consumer=consumer,
-        original=raw.decode(errors="replace"),
+        # KVKK: a dead letter may be read by operators; a TC Kimlik No in it is masked. The
+        # source topic still holds the message itself, found by partition and offset.
+        original=redact(raw.decode(errors="replace")),
     )
     await broker.publish(
         letter.model_dump_json().encode(),

@@ -19,7 +19,12 @@ def make_client(settings: Settings) -> AsyncMongoClient:
 
 
 def service_database(client: AsyncMongoClient, settings: Settings, service: str) -> AsyncDatabase:
-    """Each service owns exactly one database; no service reads another's."""
+    """Each service owns exactly one database; no service reads another's.
+
+    Collection names also start with the service's name (`intake_applications`): nx-27017, the
+    local MongoDB-wire server, keeps every database's collections in one namespace, and the
+    prefix keeps the services apart there too.
+    """
     return client[settings.database_name(service)]
 
 

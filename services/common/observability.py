@@ -46,7 +46,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiokafka", "kafka", "pymongo", "uvicorn.access"):
+    # httpx logs whole URLs at INFO: Kannel's password and phone numbers would leak.
+    for noisy in ("aiokafka", "kafka", "pymongo", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

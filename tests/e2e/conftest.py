@@ -22,9 +22,10 @@ def e2e_settings() -> Settings:
     return Settings(db_prefix=f"e2e{uuid.uuid4().hex[:8]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def service_urls(e2e_settings: Settings, tmp_path_factory):
-    """One process per service, as `python -m services.<name>`, on the test ports."""
+    """One process per service, as `python -m services.<name>`, on the test ports; they stop
+    when the module ends so no later test shares their consumer groups."""
     logs = tmp_path_factory.mktemp("e2e-logs")
     env = dict(os.environ, AK_DB_PREFIX=e2e_settings.db_prefix)
     env.setdefault(

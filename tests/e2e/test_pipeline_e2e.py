@@ -20,7 +20,7 @@ from services.common import topics
 from services.common.auth import Role, issue_token
 from services.common.settings import Settings
 from tests.conftest import consume_until
-from tests.support import fakesmsc_messages, valid_tckn
+from tests.support import sms_texts_to, valid_tckn
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +132,7 @@ async def test_one_application_from_intake_to_report(service_urls, e2e_settings:
         data_dir = Path(os.environ["AK_DATA_DIR"])
         digits = phone.lstrip("+")
         receipt = await poll(
-            lambda: asyncio.to_thread(fakesmsc_messages, data_dir, digits),
+            lambda: asyncio.to_thread(sms_texts_to, data_dir, digits),
             lambda msgs: any(number in m for m in msgs),
         )
         assert any("alındı" in m for m in receipt)
@@ -180,7 +180,7 @@ async def test_one_application_from_intake_to_report(service_urls, e2e_settings:
         assert page.status_code == 200 and number in page.text
 
         answered_sms = await poll(
-            lambda: asyncio.to_thread(fakesmsc_messages, data_dir, digits),
+            lambda: asyncio.to_thread(sms_texts_to, data_dir, digits),
             lambda msgs: sum(number in m for m in msgs) >= 2,
         )
         assert any("olumlu" in m for m in answered_sms if number in m)

@@ -39,7 +39,9 @@ async def test_invalid_message_is_dead_lettered_and_consumer_carries_on(settings
     await broker.start()
     try:
         await produce(settings.kafka_bootstrap, topic, b"{not json", key="k1")
-        await produce(settings.kafka_bootstrap, topic, {"n": "abc"}, key="k2")
+        await produce(
+            settings.kafka_bootstrap, topic, {"n": "abc", "tckn": "10000000146"}, key="k2"
+        )
         await produce(settings.kafka_bootstrap, topic, {"n": 13}, key="k3")
         await produce(settings.kafka_bootstrap, topic, {"n": 7}, key="k4")
         async with asyncio.timeout(20):
@@ -57,6 +59,7 @@ async def test_invalid_message_is_dead_lettered_and_consumer_carries_on(settings
     assert letters[0]["error_type"] == "invalid_message"
     assert letters[0]["original"] == "{not json"
     assert "n" in letters[1]["reason"]
+    assert "10000000146" not in letters[1]["original"]  # KVKK: masked in the dead letter
     assert letters[2]["error_type"] == "handler_failed"
     assert letters[2]["attempts"] == settings.consumer_max_attempts
     assert failures["n"] == settings.consumer_max_attempts

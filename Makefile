@@ -1,0 +1,89 @@
+# Every routine task of Açık Kapı. `make run` starts the whole system on the default ports,
+# `make stop` stops it, `make test` runs every test on a stack of its own beside it.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PY := .venv/bin/python
+STACK := deploy/local/stack.sh
+RUN_DATA := $(CURDIR)/.ak/run
+TEST_DATA := $(CURDIR)/.ak/test
+
+# The test stack: its own data folder and ports, so `make test` can run while `make run` does.
+TEST_STACK_ENV := AK_DATA_DIR=$(TEST_DATA) \
+	AK_KAFKA_PORT=19092 AK_ZOOKEEPER_PORT=12181 AK_MONGO_PORT=27018 \
+	AK_KANNEL_ADMIN_PORT=14000 AK_KANNEL_SMSBOX_PORT=14001 AK_KANNEL_SENDSMS_PORT=14013 \
+	AK_KANNEL_SMSC_PORT=10100 AK_SMTP_PORT=2526 \
+	AK_INTAKE_PORT=18001 AK_ROUTING_PORT=18002 AK_TRACKING_PORT=18003 \
+	AK_NOTIFICATION_PORT=18004 AK_REPORTING_PORT=18005
+
+# What lint and format look at.
+PY_SOURCES := services tests $(wildcard deploy/local bench)
+MYPY_TARGETS = services/common $(wildcard services/*/domain.py)
+
+.PHONY: help install run stop status test test-unit lint fmt bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install what is missing (apt packages, .venv, Kafka); cached, seconds when done
+	@deploy/local/install.sh
+
+run: install ## start the whole system on the default ports, load demo data, print the URLs
+	@export AK_DATA_DIR=$(RUN_DATA); \
+	$(STACK) start; \
+	eval "$$($(STACK) env)"; \
+	if [[ -f deploy/local/seed_demo.py ]]; then $(PY) deploy/local/seed_demo.py; fi; \
+	echo; \
+	echo "Açık Kapı is running (data in $$AK_DATA_DIR; 'make stop' stops it)."; \
+	for svc in intake routing tracking notification reporting; do \
+		port_var="AK_$${svc^^}_PORT"; \
+		printf '  %-13s http://127.0.0.1:%s/docs\n' "$$svc" "$${!port_var}"; \
+	done; \
+	echo "  status page   $$AK_PUBLIC_TRACKING_URL"; \
+	echo "  report page   http://127.0.0.1:$$AK_REPORTING_PORT/rapor"; \
+	echo "  a token       $(PY) -m services.common.devtoken --role officer"; \
+	echo "                (roles: officer, institution --institution CODE, supervisor, admin)"; \
+	echo "  SMS sent      $$AK_DATA_DIR/fakesmsc.out"; \
+	echo "  e-mail sent   $$AK_DATA_DIR/mail (a Maildir)"
+
+stop: ## stop everything `make run` started
+	@AK_DATA_DIR=$(RUN_DATA) $(STACK) stop
+
+status: ## show what `make run` started and whether it is ready
+	@AK_DATA_DIR=$(RUN_DATA) $(STACK) status || true
+
+# The end-to-end ring first, on a clean broker: its five service processes join the services'
+# own consumer groups and stop when its module ends, before any integration module runs an
+# in-process service (the two would split each other's messages). Run after the integration
+# tests, they would also first have to replay every test event on the shared topics.
+TEST_PATHS = tests/e2e $(filter-out tests/e2e tests/__pycache__,$(patsubst %/,%,$(wildcard tests/*/)))
+
+# A clean infrastructure stack of its own (the e2e tests start the services themselves); it is
+# stopped whatever happens (its messages on stderr, so pytest's summary stays the last line of
+# stdout), and the result is pytest's: exit code 5, no tests ran, fails too.
+test: install ## run the whole test suite on a stack of its own ports (.ak/test)
+	@export $(TEST_STACK_ENV) AK_STACK_INFRA_ONLY=1; \
+	$(STACK) stop >/dev/null; \
+	rm -rf "$$AK_DATA_DIR"; \
+	trap 'rc=$$?; $(STACK) stop >&2; ((rc == 0)) || echo "stack logs: $$AK_DATA_DIR/logs" >&2; exit $$rc' EXIT; \
+	$(STACK) start; \
+	eval "$$($(STACK) env)"; \
+	.venv/bin/pytest -q -p no:cacheprovider $(TEST_PATHS)
+
+test-unit: ## the unit tests only: no stack needed
+	@.venv/bin/pytest -q -p no:cacheprovider tests/unit
+
+lint: ## ruff check, ruff format --check, mypy on the shared code and the domain rules
+	@.venv/bin/ruff check $(PY_SOURCES)
+	@.venv/bin/ruff format --check $(PY_SOURCES)
+	@.venv/bin/mypy $(MYPY_TARGETS)
+
+fmt: ## format and auto-fix the Python code
+	@.venv/bin/ruff check --fix $(PY_SOURCES)
+	@.venv/bin/ruff format $(PY_SOURCES)
+
+bench: ## measure the pipeline against the running stack (`make run` first)
+	@[[ -f bench/pipeline.py ]] || { echo "bench/pipeline.py does not exist yet" >&2; exit 1; }
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/pipeline.py

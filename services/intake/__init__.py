@@ -1,0 +1,1 @@
+"""Intake: takes citizens' applications from every channel, checks, numbers and announces them."""

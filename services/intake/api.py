@@ -1,0 +1,243 @@
+"""Intake's HTTP routes: submit an application, and let officers look one up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from datetime import UTC
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+from pymongo.errors import ConnectionFailure
+
+from services.common.auth import (
+    Principal,
+    Role,
+    current_principal,
+    forbidden,
+    optional_principal,
+    require_roles,
+)
+from services.common.events import Channel
+from services.common.pii import mask_phone
+from services.intake.handlers import (
+    APPLICATIONS,
+    IdempotencyConflict,
+    Intake,
+    InvalidApplication,
+    channel_label,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["başvurular"])
+
+
+async def get_intake(request: Request) -> Intake:
+    # async on purpose: FastAPI runs a plain `def` dependency on a worker thread per request.
+    if not request.app.state.runtime.started.is_set():
+        raise unavailable("Servis henüz hazır değil; lütfen biraz sonra tekrar deneyin.")
+    return request.app.state.intake  # type: ignore[no-any-return]
+
+
+def unavailable(message: str) -> HTTPException:
+    return HTTPException(
+        503,
+        detail=[{"field": None, "code": "unavailable", "message": message}],
+        headers={"Retry-After": "5"},
+    )
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def counter_officer(request: Request) -> Principal:
+    """A counter application is recorded by an officer: 401 without a token, 403 for others."""
+    settings = request.app.state.runtime.settings
+    principal = await optional_principal(await _bearer(request), settings)
+    officer = await current_principal(principal)
+    if officer.role not in (Role.officer, Role.admin):
+        raise forbidden("Gişe başvurusunu yalnızca gişe görevlisi kaydedebilir.")
+    return officer
+
+
+class ApplicationAccepted(BaseModel):
+    application_id: str
+    application_number: str
+    status: str = "received"
+    received_at: str
+
+
+class FieldErrorOut(BaseModel):
+    field: str | None
+    code: str
+    message: str
+
+
+class ErrorsOut(BaseModel):
+    errors: list[FieldErrorOut]
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON whatever the Content-Type says (clients forget it); 400 if it is not.
+
+    It is validated by the intake rules rather than by FastAPI, so that shape and rule errors
+    come back together, one per field; its schema is documented through `_SUBMIT_OPENAPI`.
+    """
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # also bad UTF-8
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {}}]
+        ) from exc
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
+        message = f"Idempotency-Key 1 ile {IDEMPOTENCY_KEY_MAX} karakter arasında olmalıdır."
+        raise HTTPException(
+            422,
+            detail=[{"field": IDEMPOTENCY_HEADER, "code": "invalid_key", "message": message}],
+        )
+    return key
+
+
+_SUBMIT_OPENAPI = {
+    "parameters": [
+        {
+            "name": IDEMPOTENCY_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "Tekrarlanan istek ilk yanıtı alır; aynı anahtar başka gövdeyle 409.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ApplicationForm"}}
+        },
+    },
+}
+
+
+class RequestRoute(APIRoute):
+    """A route whose endpoint reads the Request and builds the Response itself.
+
+    FastAPI documents it like any other (parameters and body through `openapi_extra`) but
+    resolves nothing per request: on the submission path that saves ~15% of intake's CPU.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return self.endpoint  # type: ignore[no-any-return]
+
+
+async def submit_application(request: Request) -> JSONResponse:
+    """Served by RequestRoute: the hot path reads the request itself (see below for its docs)."""
+    intake = await get_intake(request)
+    idempotency_key = idempotency_key_of(request)
+    body = await json_body(request)
+    channel = channel_label(body)
+    recorded_by = None
+    if channel == Channel.counter:
+        recorded_by = (await counter_officer(request)).subject
+    try:
+        form = intake.validate(body)
+        registration = await intake.register(
+            form,
+            body=body,
+            idempotency_key=idempotency_key,
+            recorded_by=recorded_by,
+        )
+    except InvalidApplication as exc:
+        APPLICATIONS.labels("http", channel, "rejected").inc()
+        return JSONResponse({"errors": exc.errors}, status_code=422)
+    except ConnectionFailure as exc:  # MongoDB unreachable: nothing was registered
+        raise unavailable(
+            "Başvuru şu anda kaydedilemiyor; lütfen biraz sonra tekrar deneyin."
+        ) from exc
+    except IdempotencyConflict:
+        APPLICATIONS.labels("http", channel, "conflict").inc()
+        message = "Bu Idempotency-Key daha önce başka bir başvuru için kullanılmış."
+        return JSONResponse(
+            {"errors": [{"field": "Idempotency-Key", "code": "conflict", "message": message}]},
+            status_code=409,
+        )
+    APPLICATIONS.labels("http", channel, "replayed" if registration.replayed else "accepted").inc()
+    headers = {"Idempotent-Replayed": "true"} if registration.replayed else None
+    return JSONResponse(registration.answer(), status_code=201, headers=headers)
+
+
+router.add_api_route(
+    "/applications",
+    submit_application,
+    methods=["POST"],
+    route_class_override=RequestRoute,
+    status_code=201,
+    summary="Başvuru al",
+    description=(
+        "Bir başvuruyu kaydeder, numaralandırır ve duyurur. `Idempotency-Key` başlığı ile "
+        "tekrarlanan istek ilk yanıtı döndürür ve yeni kayıt oluşturmaz. `channel=counter` "
+        "gişe görevlisi oturum anahtarı gerektirir."
+    ),
+    response_model=ApplicationAccepted,
+    responses={
+        400: {"model": ErrorsOut, "description": "Gövde geçerli bir JSON değil"},
+        401: {"model": ErrorsOut, "description": "Gişe başvurusu için oturum anahtarı gerekir"},
+        403: {"model": ErrorsOut, "description": "Gişe başvurusunu yalnızca görevli kaydeder"},
+        409: {"model": ErrorsOut, "description": "Aynı anahtar başka bir gövdeyle kullanılmış"},
+        413: {"model": ErrorsOut, "description": "Gövde 1 MB sınırını aşıyor"},
+        422: {"model": ErrorsOut, "description": "Hatalı alanlar, her alan için bir kayıt"},
+    },
+    openapi_extra=_SUBMIT_OPENAPI,
+)
+
+
+@router.get(
+    "/applications/{application_id}",
+    summary="Başvuruyu görüntüle (görevli, denetçi)",
+    responses={404: {"model": ErrorsOut}, 403: {"model": ErrorsOut}},
+)
+async def get_application(
+    application_id: str,
+    intake: Annotated[Intake, Depends(get_intake)],
+    principal: Annotated[Principal, Depends(require_roles(Role.officer, Role.supervisor))],
+) -> dict[str, Any]:
+    app = await intake.application(application_id)
+    if app is None:
+        raise HTTPException(404, "Başvuru bulunamadı.")
+    if principal.province is not None and principal.province != app.province_code:
+        raise forbidden("Bu ilin başvurularını görme yetkiniz yok.")
+    return {
+        "application_id": app.application_id,
+        "application_number": app.application_number,
+        "received_at": app.received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "channel": app.channel.value,
+        "application_type": app.application_type.value,
+        "category_code": app.category_code,
+        "province_code": app.province_code,
+        "district": app.district,
+        "subject": app.subject,
+        "text": app.text,
+        "location": app.location.model_dump() if app.location else None,
+        "applicant": {
+            "tckn_masked": app.tckn_masked,
+            "first_name": app.first_name,
+            "last_name": app.last_name,
+            "phone_masked": mask_phone(app.phone),
+            "email": app.email,
+        },
+        "recorded_by": app.recorded_by,
+        "submission_id": app.submission_id,
+    }

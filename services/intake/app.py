@@ -1,0 +1,78 @@
+"""Bootstrap of the intake service: settings, broker, database, app; `python -m services.intake`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.common.http import Runtime, create_service_app, serve
+from services.common.messaging import make_broker
+from services.common.mongo import make_client, service_database
+from services.common.pii import PiiCipher
+from services.common.settings import Settings, get_settings
+from services.intake import api
+from services.intake import messaging as intake_messaging
+from services.intake.domain import ApplicationForm, SequenceAllocator
+from services.intake.handlers import Intake, bundled_districts
+from services.intake.store import ApplicationStore, SequenceCounters
+
+SERVICE = "intake"
+# Numbers reserved per database round trip. A stopped process leaves at most this many
+# unused numbers behind in each (province, year) it served: small gaps, never duplicates.
+NUMBER_BLOCK_SIZE = 50
+
+
+def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:
+    """The intake app; `consumer_group` only for tests that must not share the service's group."""
+    broker = make_broker(settings, SERVICE)
+    client = make_client(settings)
+    runtime = Runtime(SERVICE, settings, broker, client)
+    db = service_database(client, settings, SERVICE)
+    cipher = PiiCipher(settings.pii_key_bytes())
+    store = ApplicationStore(db, cipher)
+    intake = Intake(
+        store=store,
+        allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
+        publish=intake_messaging.kafka_publisher(broker),
+        cipher=cipher,
+        districts=bundled_districts(),
+        tracking_url=settings.public_tracking_url,
+    )
+    intake_messaging.wire(broker, intake, settings, group_id=consumer_group)
+    app = create_service_app(
+        runtime,
+        title="Açık Kapı — Başvuru Kabul",
+        description=(
+            "Vatandaş başvurularını her kanaldan alır, kurallara göre denetler, numaralandırır "
+            "ve Kafka'ya duyurur."
+        ),
+        routers=[api.router],
+        on_startup=[store.ensure_indexes],
+        background=[intake.run_publish_marker, intake.run_relay],
+        on_shutdown=[intake.shutdown],
+    )
+    app.state.intake = intake
+    _document_request_body(app)
+    return app
+
+
+def _document_request_body(app: FastAPI) -> None:
+    """Put the application form's schema into the OpenAPI document (see api._SUBMIT_OPENAPI)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schema = ApplicationForm.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = spec.setdefault("components", {}).setdefault("schemas", {})
+            components.update(schema.pop("$defs", {}))
+            components["ApplicationForm"] = schema
+        return app.openapi_schema or spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def main() -> None:
+    settings = get_settings()
+    serve(build_app(settings), settings, SERVICE)

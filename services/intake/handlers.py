@@ -1,0 +1,394 @@
+"""Intake's use cases: check a submission, register and number it, announce it on the bus.
+
+Announcing uses a transactional outbox without a second collection: the application is stored
+with `published: false`, both events are published, and the flag is set later in batches. A
+relay republishes whatever is still unpublished after a few seconds (a crash between the insert
+and the publish, or Kafka down), so nothing registered is ever lost. Consumers downstream are
+idempotent, and the events carry deterministic ids, so a second publish is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
+
+from services.common import topics
+from services.common.application_number import format_number
+from services.common.events import (
+    ApplicantContact,
+    ApplicationReceived,
+    ApplicationSubmitted,
+    Channel,
+    Envelope,
+    FieldError,
+    NotificationChannel,
+    NotificationRequest,
+    SubmissionRejected,
+)
+from services.common.http import translate_validation_errors
+from services.common.pii import PiiCipher, mask_tckn
+from services.intake.domain import (
+    RULE_CODES,
+    ApplicationForm,
+    DistrictDirectory,
+    RegisteredApplication,
+    SequenceAllocator,
+    numbering_year,
+    validate_application,
+)
+from services.intake.store import ApplicationStore
+
+log = logging.getLogger("acikkapi.intake")
+
+PRODUCER = "intake"
+# Event ids derive from the application id, so a republished event is recognisably the same.
+_EVENT_NAMESPACE = uuid.UUID("6f1d3c56-7a0e-4f4e-9a43-0c2b1f3e9d21")
+
+APPLICATIONS = Counter(
+    "acikkapi_intake_applications_total",
+    "Applications handled by intake, by source (http, kafka), channel and outcome",
+    ["source", "channel", "outcome"],
+)
+
+Publish = Callable[[str, Envelope, str], Awaitable[None]]
+
+
+class InvalidApplication(Exception):
+    """The body breaks one or more rules; `errors` has one entry per bad field, in Turkish."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+class IdempotencyConflict(Exception):
+    """The key was already used for a different body."""
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+def utc_now_ms() -> datetime:
+    # MongoDB keeps milliseconds: the first answer must equal the stored one a repeat returns.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def bundled_districts() -> DistrictDirectory:
+    text = resources.files("services.intake").joinpath("data/districts.json").read_text("utf-8")
+    return DistrictDirectory.from_document(json.loads(text))
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """One entry per bad field: rule errors keep their own message, shape errors are translated."""
+    errors: list[dict[str, Any]] = []
+    seen: set[str | None] = set()
+    for err in exc.errors():
+        if err["type"] in RULE_CODES:
+            field = ".".join(str(part) for part in err["loc"]) or None
+            entry = {"field": field, "code": err["type"], "message": err["msg"]}
+        else:
+            entry = translate_validation_errors([dict(err)])[0]
+        if entry["field"] not in seen:
+            seen.add(entry["field"])
+            errors.append(entry)
+    return errors
+
+
+def channel_label(body: Any) -> str:
+    """A bounded metric label, whatever the body says."""
+    channel = body.get("channel") if isinstance(body, Mapping) else None
+    if isinstance(channel, str) and channel in Channel._value2member_map_:
+        return channel
+    return "unknown"
+
+
+def received_events(
+    app: RegisteredApplication, tracking_url: str
+) -> tuple[ApplicationReceived, NotificationRequest]:
+    """The announcement of a registered application and the receipt SMS to the applicant."""
+    received = ApplicationReceived(
+        event_id=uuid.uuid5(_EVENT_NAMESPACE, f"{app.application_id}:received"),
+        occurred_at=app.received_at,
+        producer=PRODUCER,
+        application_id=app.application_id,
+        application_number=app.application_number,
+        channel=app.channel,
+        application_type=app.application_type,
+        category_code=app.category_code,
+        province_code=app.province_code,
+        district=app.district,
+        subject=app.subject,
+        text=app.text,
+        location=app.location,
+        applicant=ApplicantContact(
+            tckn_masked=app.tckn_masked,
+            first_name=app.first_name,
+            last_name=app.last_name,
+            phone=app.phone,
+            email=app.email,
+        ),
+        received_at=app.received_at,
+        submission_id=app.submission_id,
+    )
+    sms_key = f"{app.application_id}:received:sms"
+    sms = NotificationRequest(
+        event_id=uuid.uuid5(_EVENT_NAMESPACE, sms_key),
+        occurred_at=app.received_at,
+        producer=PRODUCER,
+        application_id=app.application_id,
+        application_number=app.application_number,
+        idempotency_key=sms_key,
+        channel=NotificationChannel.sms,
+        to=app.phone,
+        template="application_received",
+        params={"application_number": app.application_number, "tracking_url": tracking_url},
+    )
+    return received, sms
+
+
+@dataclass(frozen=True)
+class Registration:
+    application: RegisteredApplication
+    replayed: bool  # True: the key was seen before and this is the first answer again
+
+    def answer(self) -> dict[str, str]:
+        app = self.application
+        return {
+            "application_id": app.application_id,
+            "application_number": app.application_number,
+            "status": "received",
+            "received_at": app.received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        }
+
+
+class Intake:
+    """The intake use cases, wired to a store, a number allocator and a publisher."""
+
+    MARK_INTERVAL = 0.2  # seconds between batched `published` updates
+    RELAY_INTERVAL = 10.0  # seconds between sweeps for unpublished applications
+    RELAY_GRACE = timedelta(seconds=5)  # younger ones are probably still being published
+    RELAY_BATCH = 500
+    PUBLISH_TIMEOUT = 5.0
+
+    def __init__(
+        self,
+        *,
+        store: ApplicationStore,
+        allocator: SequenceAllocator,
+        publish: Publish,
+        cipher: PiiCipher,
+        districts: DistrictDirectory,
+        tracking_url: str,
+        clock: Clock = utc_now_ms,
+    ) -> None:
+        self._store = store
+        self._allocator = allocator
+        self._publish = publish
+        self._cipher = cipher
+        self._districts = districts
+        self._tracking_url = tracking_url
+        self._clock = clock
+        self._to_mark: list[str] = []
+
+    # --- checking ------------------------------------------------------------------------------
+
+    def validate(self, body: Any) -> ApplicationForm:
+        try:
+            return validate_application(body, self._districts)
+        except ValidationError as exc:
+            raise InvalidApplication(field_errors(exc)) from None
+
+    def fingerprint(self, body: Mapping[str, Any]) -> str:
+        """A keyed hash of the body (it holds a TC Kimlik No, so a plain hash would not do)."""
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return self._cipher.blind_index(canonical)
+
+    # --- registering ---------------------------------------------------------------------------
+
+    async def register(
+        self,
+        form: ApplicationForm,
+        *,
+        body: Mapping[str, Any],
+        idempotency_key: str | None = None,
+        submission_id: str | None = None,
+        recorded_by: str | None = None,
+    ) -> Registration:
+        """Number, store and announce an application; a repeated key returns the first one.
+
+        `body` is what was submitted, before normalisation: a repeated key must come with the
+        same body, or it is a conflict.
+        """
+        keyed = idempotency_key is not None or submission_id is not None
+        fingerprint = self.fingerprint(body) if keyed else None
+        received_at = self._clock()
+        year = numbering_year(received_at)
+        sequence = await self._allocator.next(form.province_code, year)
+        applicant = form.applicant
+        app = RegisteredApplication(
+            application_id=str(uuid.uuid4()),
+            application_number=format_number(form.province_code, year, sequence),
+            received_at=received_at,
+            channel=form.channel,
+            application_type=form.application_type,
+            category_code=form.category_code,
+            province_code=form.province_code,
+            district=form.district,
+            subject=form.subject,
+            text=form.text,
+            location=form.location,
+            tckn_masked=mask_tckn(applicant.tckn),
+            first_name=applicant.first_name,
+            last_name=applicant.last_name,
+            phone=applicant.phone,
+            email=applicant.email,
+            fingerprint=fingerprint,
+            idempotency_key=idempotency_key,
+            submission_id=submission_id,
+            recorded_by=recorded_by,
+        )
+        try:
+            await self._store.insert(
+                app, tckn=applicant.tckn, mother_maiden_initials=applicant.mother_maiden_initials
+            )
+        except DuplicateKeyError:
+            first = await self._first_with_key(idempotency_key, submission_id)
+            if first is None:
+                raise  # not a repeated key: a real inconsistency, not the caller's fault
+            self._allocator.give_back(form.province_code, year, sequence)
+            if first.fingerprint != fingerprint:
+                raise IdempotencyConflict from None
+            if not first.published:
+                # The first attempt may have died before publishing: publish again now.
+                await self._announce(first)
+            return Registration(first, replayed=True)
+        await self._announce(app)
+        return Registration(app, replayed=False)
+
+    async def _first_with_key(
+        self, idempotency_key: str | None, submission_id: str | None
+    ) -> RegisteredApplication | None:
+        if idempotency_key is not None:
+            return await self._store.find_by_idempotency_key(idempotency_key)
+        if submission_id is not None:
+            return await self._store.find_by_submission_id(submission_id)
+        return None
+
+    async def _announce(self, app: RegisteredApplication) -> bool:
+        """Publish both events at once; on failure leave the application to the relay."""
+        received, sms = received_events(app, self._tracking_url)
+        try:
+            async with asyncio.timeout(self.PUBLISH_TIMEOUT):
+                await asyncio.gather(
+                    self._publish(topics.RECEIVED, received, app.application_id),
+                    self._publish(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key),
+                )
+        except Exception as exc:
+            log.warning(
+                "publishing failed; the relay will publish later",
+                extra={"application_id": app.application_id, "error": type(exc).__name__},
+            )
+            return False
+        self._to_mark.append(app.application_id)
+        return True
+
+    async def application(self, application_id: str) -> RegisteredApplication | None:
+        return await self._store.get(application_id)
+
+    # --- the outbox ----------------------------------------------------------------------------
+
+    async def flush_published(self) -> None:
+        """Set `published` on everything announced since the last flush, in one update."""
+        if not self._to_mark:
+            return
+        ids, self._to_mark = self._to_mark, []
+        try:
+            await self._store.mark_published(ids)
+        except Exception:
+            self._to_mark[:0] = ids  # try again next time; the relay covers a crash meanwhile
+            raise
+
+    async def republish_stale(self) -> int:
+        """Publish again what is still unpublished after the grace period; returns how many."""
+        stale = await self._store.unpublished(self._clock() - self.RELAY_GRACE, self.RELAY_BATCH)
+        results = await asyncio.gather(*(self._announce(app) for app in stale))
+        if stale:
+            log.info(
+                "relay republished applications",
+                extra={"count": len(stale), "succeeded": sum(results)},
+            )
+        return len(stale)
+
+    async def run_publish_marker(self) -> None:
+        while True:
+            await asyncio.sleep(self.MARK_INTERVAL)
+            try:
+                await self.flush_published()
+            except Exception as exc:
+                log.warning("marking published failed", extra={"error": type(exc).__name__})
+
+    async def run_relay(self) -> None:
+        while True:
+            try:
+                await self.republish_stale()
+            except Exception as exc:
+                log.warning("relay sweep failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(self.RELAY_INTERVAL)
+
+    async def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush_published()
+
+    # --- submissions from Kafka ----------------------------------------------------------------
+
+    async def handle_submission(self, event: ApplicationSubmitted) -> None:
+        """A channel adapter's submission: registered like an HTTP POST, or answered with a
+        rejection listing the bad fields. The submission id is the idempotency key.
+
+        Channel adapters are trusted producers (the topic is closed to anyone else by ACLs),
+        so a counter submission needs no officer token here.
+        """
+        body = dict(event.model_extra or {})
+        channel = channel_label(body)
+        try:
+            form = self.validate(body)
+            registration = await self.register(form, body=body, submission_id=event.submission_id)
+        except InvalidApplication as exc:
+            APPLICATIONS.labels("kafka", channel, "rejected").inc()
+            await self._reject(event.submission_id, exc.errors)
+            return
+        except IdempotencyConflict:
+            APPLICATIONS.labels("kafka", channel, "conflict").inc()
+            message = "Bu gönderim kimliği daha önce başka içerikle kullanılmış."
+            await self._reject(
+                event.submission_id,
+                [{"field": "submission_id", "code": "conflict", "message": message}],
+            )
+            return
+        outcome = "replayed" if registration.replayed else "accepted"
+        APPLICATIONS.labels("kafka", channel, outcome).inc()
+
+    async def _reject(self, submission_id: str, errors: list[dict[str, Any]]) -> None:
+        rejection = SubmissionRejected(
+            producer=PRODUCER,
+            submission_id=submission_id,
+            errors=[
+                FieldError(field=e["field"] or "body", code=e["code"], message=e["message"])
+                for e in errors
+            ],
+        )
+        await self._publish(topics.REJECTIONS, rejection, submission_id)

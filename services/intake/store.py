@@ -1,0 +1,219 @@
+"""Intake's own MongoDB collections: the applications it registered and its number counters.
+
+One insert per application. The document carries its own outbox flag (`published`) and the
+idempotency key or submission id under unique sparse indexes, so neither needs a write of its
+own. Personal data is encrypted here, on its way to disk: the TC Kimlik No (with a keyed blind
+index for look-ups and a masked copy for display), the phone (with its last four digits, which
+the tracking page asks for) and the mother's maiden initials.
+
+Collection names carry the service's name although the database is intake's own: nx-27017 in
+its single-file mode (`--db FILE`) backs every logical database with the same tables, and
+another service's `applications` must not become ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+
+from services.common.events import ApplicationType, Channel, Location
+from services.common.pii import PiiCipher
+from services.intake.domain import RegisteredApplication
+
+log = logging.getLogger("acikkapi.intake.store")
+
+
+class SequenceCounters:
+    """The per-(province, year) counters behind application numbers (a `BlockSource`)."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._counters = db["intake_counters"]
+
+    async def reserve(self, key: str, size: int) -> int:
+        # One atomic increment: concurrent processes always get disjoint blocks.
+        doc = await self._counters.find_one_and_update(
+            {"_id": key},
+            {"$inc": {"next": size}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None  # upsert with return AFTER always returns the document
+        return int(doc["next"])
+
+
+class GroupCommit:
+    """Writes inserts in batches: what arrives while one batch is being written goes into the next.
+
+    An idle service writes each document at once; a busy one writes many per round trip. Each
+    caller still waits until its own document is stored (or refused), so the answer it gives is
+    as honest as with one insert_one per document, at a fraction of the cost (nx-27017 spends
+    ~0.4 ms on a lone insert and ~0.16 ms per document in a batch; the driver ~0.27 vs ~0.03).
+    """
+
+    def __init__(self, collection: AsyncCollection, max_batch: int = 256) -> None:
+        self._collection = collection
+        self._max_batch = max_batch
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def insert(self, document: dict[str, Any]) -> None:
+        """Store one document; raises DuplicateKeyError (or another write error) for it alone."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((document, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="group-commit")
+        await future
+
+    async def _write_queued(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            errors: dict[int, BaseException] = {}
+            try:
+                await self._collection.insert_many([doc for doc, _ in batch], ordered=False)
+            except BulkWriteError as exc:
+                for err in exc.details.get("writeErrors", []):
+                    kind = DuplicateKeyError if err.get("code") == 11000 else WriteError
+                    errors[err["index"]] = kind(err.get("errmsg", ""), err.get("code"), err)
+            except Exception as exc:  # the whole batch failed (e.g. MongoDB unreachable)
+                errors = dict.fromkeys(range(len(batch)), exc)
+            for index, (_, future) in enumerate(batch):
+                if future.done():  # the caller went away; its document is stored regardless
+                    continue
+                if index in errors:
+                    future.set_exception(errors[index])
+                else:
+                    future.set_result(None)
+
+
+class ApplicationStore:
+    def __init__(self, db: AsyncDatabase, cipher: PiiCipher) -> None:
+        self._applications = db["intake_applications"]
+        self._inserts = GroupCommit(self._applications)
+        self._cipher = cipher
+
+    async def ensure_indexes(self) -> None:
+        await self._applications.create_index("application_number", unique=True)
+        # Sparse: only documents that carry the key take part in the uniqueness.
+        await self._applications.create_index("idempotency_key", unique=True, sparse=True)
+        await self._applications.create_index("submission_id", unique=True, sparse=True)
+        await self._applications.create_index(
+            [("published", ASCENDING), ("received_at", ASCENDING)]
+        )
+
+    async def insert(
+        self, application: RegisteredApplication, *, tckn: str, mother_maiden_initials: str
+    ) -> None:
+        """Store a new application; raises DuplicateKeyError if its key was already used."""
+        await self._inserts.insert(self._to_document(application, tckn, mother_maiden_initials))
+
+    async def get(self, application_id: str) -> RegisteredApplication | None:
+        return self._from_document(await self._applications.find_one({"_id": application_id}))
+
+    async def find_by_idempotency_key(self, key: str) -> RegisteredApplication | None:
+        return self._from_document(await self._applications.find_one({"idempotency_key": key}))
+
+    async def find_by_submission_id(self, submission_id: str) -> RegisteredApplication | None:
+        return self._from_document(
+            await self._applications.find_one({"submission_id": submission_id})
+        )
+
+    async def mark_published(self, application_ids: Iterable[str]) -> None:
+        ids = list(application_ids)
+        if ids:
+            await self._applications.update_many(
+                {"_id": {"$in": ids}}, {"$set": {"published": True}}
+            )
+
+    async def unpublished(
+        self, received_before: datetime, limit: int
+    ) -> list[RegisteredApplication]:
+        """Applications whose events may not have reached Kafka, oldest first."""
+        cursor = (
+            self._applications.find({"published": False, "received_at": {"$lt": received_before}})
+            .sort("received_at", ASCENDING)
+            .limit(limit)
+        )
+        found = []
+        for doc in await cursor.to_list():
+            try:
+                found.append(self._from_document(doc))
+            except Exception as exc:
+                # One unreadable document (e.g. sealed with another PII key) must not stall
+                # the relay for the rest.
+                log.error(
+                    "cannot read an unpublished application",
+                    extra={"application_id": doc.get("_id"), "error": type(exc).__name__},
+                )
+        return [app for app in found if app is not None]
+
+    def _to_document(
+        self, app: RegisteredApplication, tckn: str, mother_maiden_initials: str
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "_id": app.application_id,
+            "application_number": app.application_number,
+            "received_at": app.received_at,
+            "channel": app.channel.value,
+            "application_type": app.application_type.value,
+            "category_code": app.category_code,
+            "province_code": app.province_code,
+            "district": app.district,
+            "subject": app.subject,
+            "text": app.text,
+            "location": app.location.model_dump() if app.location else None,
+            "applicant": {
+                "tckn_enc": self._cipher.encrypt(tckn),
+                "tckn_bidx": self._cipher.blind_index(tckn),
+                "tckn_masked": app.tckn_masked,
+                "first_name": app.first_name,
+                "last_name": app.last_name,
+                "initials_enc": self._cipher.encrypt(mother_maiden_initials),
+                "phone_enc": self._cipher.encrypt(app.phone),
+                "phone_last4": app.phone[-4:],
+                "email": app.email,
+            },
+            "published": app.published,
+        }
+        # Absent rather than null: a sparse unique index would count every null as one value.
+        for name in ("idempotency_key", "submission_id", "fingerprint", "recorded_by"):
+            value = getattr(app, name)
+            if value is not None:
+                doc[name] = value
+        return doc
+
+    def _from_document(self, doc: dict[str, Any] | None) -> RegisteredApplication | None:
+        if doc is None:
+            return None
+        applicant = doc["applicant"]
+        return RegisteredApplication(
+            application_id=doc["_id"],
+            application_number=doc["application_number"],
+            received_at=doc["received_at"],
+            channel=Channel(doc["channel"]),
+            application_type=ApplicationType(doc["application_type"]),
+            category_code=doc.get("category_code"),
+            province_code=doc["province_code"],
+            district=doc["district"],
+            subject=doc["subject"],
+            text=doc["text"],
+            location=Location.model_validate(doc["location"]) if doc.get("location") else None,
+            tckn_masked=applicant["tckn_masked"],
+            first_name=applicant["first_name"],
+            last_name=applicant["last_name"],
+            phone=self._cipher.decrypt(applicant["phone_enc"]),
+            email=applicant.get("email"),
+            fingerprint=doc.get("fingerprint"),
+            idempotency_key=doc.get("idempotency_key"),
+            submission_id=doc.get("submission_id"),
+            recorded_by=doc.get("recorded_by"),
+            published=bool(doc.get("published")),
+        )

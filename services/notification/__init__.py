@@ -1,0 +1,1 @@
+"""Notification: citizens' SMS (Kannel) and institutions' e-mail (SMTP), each sent at most once."""

@@ -1,0 +1,60 @@
+"""Bootstrap of notification: wires settings, Kafka, MongoDB, Kannel, SMTP and the HTTP app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.common.http import Runtime, create_service_app, serve
+from services.common.messaging import make_broker
+from services.common.mongo import make_client, service_database
+from services.common.settings import Settings, get_settings
+from services.notification import api
+from services.notification.gateways import KannelGateway, SmtpGateway, make_http_client
+from services.notification.handlers import SERVICE, Notifier
+from services.notification.messaging import register, result_publisher
+from services.notification.rendering import Renderer
+from services.notification.store import NotificationStore
+
+
+def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:
+    """The notification app; `consumer_group` lets tests consume beside a running service."""
+    broker = make_broker(settings, SERVICE)
+    mongo = make_client(settings)
+    runtime = Runtime(SERVICE, settings, broker, mongo)
+    store = NotificationStore(service_database(mongo, settings, SERVICE))
+    http_client = make_http_client()
+    notifier = Notifier(
+        settings=settings,
+        store=store,
+        renderer=Renderer(),
+        sms=KannelGateway(settings, http_client),
+        email=SmtpGateway(settings),
+        publish=result_publisher(broker),
+    )
+    register(broker, notifier, settings, group_id=consumer_group)
+
+    async def close_http_client() -> None:
+        # Shutdown hooks run before the shared lifespan stops the broker; closing the client
+        # under a handler that is mid-request would make Kannel's answer unreadable and the
+        # SMS "uncertain". So drain the consumers first (stopping twice is harmless).
+        await broker.stop()
+        await http_client.aclose()
+
+    app = create_service_app(
+        runtime,
+        title="Açık Kapı — bildirim servisi",
+        description=(
+            "Vatandaşa SMS (Kannel) ve kurumlara e-posta (SMTP) gönderir; her bildirim anahtarı "
+            "en fazla bir kez gönderilir. Teslim raporlarını Kannel'den alır."
+        ),
+        routers=[api.router],
+        on_startup=[store.ensure_indexes],
+        on_shutdown=[close_http_client],
+    )
+    app.state.notifier = notifier
+    return app
+
+
+def main() -> None:
+    settings = get_settings()
+    serve(build_app(settings), settings, SERVICE)

@@ -1,0 +1,342 @@
+"""Use cases of notification: send what a NotificationRequest asks for at most once, and turn
+Kannel's delivery reports into "delivered" / "failed" results."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+from pymongo.errors import ConnectionFailure
+
+from services.common.events import (
+    NotificationChannel,
+    NotificationRequest,
+    NotificationResult,
+    utcnow,
+)
+from services.common.messaging import PermanentError
+from services.common.pii import PiiCipher
+from services.common.settings import Settings
+from services.notification import domain
+from services.notification.domain import (
+    GatewayOutcome,
+    GatewayReply,
+    InvalidRecipient,
+    NotificationState,
+)
+from services.notification.gateways import EmailGateway, SmsGateway, dlr_url
+from services.notification.metrics import (
+    DELIVERY_REPORTS,
+    DUPLICATES,
+    FAILED,
+    SENT,
+    SMS_SEGMENTS,
+    UNCERTAIN,
+)
+from services.notification.rendering import (
+    RenderedEmail,
+    RenderedSms,
+    Renderer,
+    TemplateProblem,
+)
+from services.notification.store import NotificationStore
+
+log = logging.getLogger("acikkapi.notification")
+
+SERVICE = "notification"
+Publish = Callable[[NotificationResult], Awaitable[None]]
+ResultStatus = Literal["sent", "delivered", "failed", "skipped_duplicate"]
+ReportOutcome = Literal["settled", "recorded", "ignored", "unknown"]
+T = TypeVar("T")
+
+_WAITING_FOR_DELIVERY = (NotificationState.sent.value, NotificationState.uncertain.value)
+
+
+class Notifier:
+    """Sends each idempotency key at most once, and says so on `acikkapi.notifications.results`.
+
+    The key is written first (unique `_id`, state "sending"), then the gateway is called, then
+    its answer is recorded ("sent" / "failed" / "uncertain") and the result published. A key
+    that is already stored is never sent again:
+
+    - the same event redelivered while its record still says "sending" means a process died
+      between calling the gateway and recording the answer. The message may or may not have
+      reached the citizen's phone. We choose at-most-once: a second SMS with the same
+      application number confuses citizens and costs money, while a missing one is visible
+      (they can track the application on the web). So the record is marked "uncertain",
+      `acikkapi_notifications_uncertain_total` counts it for operators, and nothing is resent.
+      A later delivery report from Kannel still settles it as "delivered" or "failed".
+    - the same event redelivered after its answer was recorded re-publishes that result (the
+      process may have died before publishing it; results are idempotent for consumers).
+    - a new event with a known key publishes "skipped_duplicate" and sends nothing.
+
+    Gateways that are unreachable or answer "not now" (HTTP 5xx, SMTP 4xx) are retried here a
+    few times with back-off; then the message is "failed" and the partition moves on. A
+    permanent rejection (HTTP 4xx such as a bad number, SMTP 5xx) fails at once. A request
+    whose answer never came back (read timeout) is "uncertain", not retried. An unknown
+    template or missing parameters can never be sent: PermanentError, the request is
+    dead-lettered and nothing is stored, so a corrected request with the same key can go out.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: NotificationStore,
+        renderer: Renderer,
+        sms: SmsGateway,
+        email: EmailGateway,
+        publish: Publish,
+        send_attempts: int = 4,
+        backoff_seconds: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.renderer = renderer
+        self.sms = sms
+        self.email = email
+        self.publish = publish
+        self.send_attempts = max(1, send_attempts)
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+        self.cipher = PiiCipher(settings.pii_key_bytes())
+        self.dlr_secret = domain.dlr_secret(settings.jwt_secret)
+
+    # --- a request to send ---------------------------------------------------------------------
+
+    async def handle_request(self, request: NotificationRequest) -> None:
+        """Sends one requested SMS or e-mail, at most once per idempotency key."""
+        try:
+            rendered = self.renderer.render(request.template, request.channel, request.params)
+        except TemplateProblem as exc:
+            raise PermanentError(str(exc)) from exc
+
+        address: str | None = None
+        problem: str | None = None
+        try:
+            if request.channel is NotificationChannel.sms:
+                address = domain.kannel_recipient(request.to)
+            else:
+                address = domain.check_email(request.to)
+        except InvalidRecipient as exc:
+            problem = str(exc)
+
+        record = self._new_record(request, rendered, problem)
+        claimed, existing = await self.store.claim(record)
+        if not claimed:
+            await self._on_known_key(request, existing)
+            return
+        if problem is not None or address is None:
+            FAILED.labels(request.channel.value, "invalid_recipient").inc()
+            await self._announce(record, "failed", problem)
+            return
+
+        reply, attempts = await self._send(request, rendered, address)
+        state = domain.state_after(reply.outcome)
+        fields = {"gateway_answer": reply.detail, "attempts": attempts}
+        if state is NotificationState.uncertain:
+            fields["uncertain_reason"] = "no_gateway_answer"
+        doc = await self._persist(
+            lambda: self.store.finish_sending(request.idempotency_key, state, fields)
+        )
+        if doc is None:
+            log.warning("notification record moved on while sending", extra=self._log(request))
+            return
+        self._count(request, state, reply, record)
+        status = domain.result_status(state)
+        if status is not None:
+            await self._announce(doc, status, reply.detail)
+        early = doc.get("early_report")
+        if early and doc["state"] in _WAITING_FOR_DELIVERY:
+            await self._settle(doc["_id"], early)
+
+    def _new_record(
+        self,
+        request: NotificationRequest,
+        rendered: RenderedSms | RenderedEmail,
+        problem: str | None,
+    ) -> dict[str, Any]:
+        now = utcnow()
+        record: dict[str, Any] = {
+            "_id": request.idempotency_key,
+            "state": (NotificationState.failed if problem else NotificationState.sending).value,
+            "channel": request.channel.value,
+            "template": request.template,
+            "application_id": request.application_id,
+            "application_number": request.application_number,
+            "request_event_id": str(request.event_id),
+            # Personal data: masked for display, encrypted for an operator's investigation.
+            "recipient_masked": domain.mask_recipient(request.channel.value, request.to),
+            "recipient_enc": self.cipher.encrypt(request.to),
+            "created_at": now,
+            "updated_at": now,
+        }
+        if isinstance(rendered, RenderedSms):
+            shape = domain.sms_shape(rendered.text)
+            record["encoding"] = shape.encoding.value
+            record["segments"] = shape.segments
+        if problem:
+            record["error"] = problem
+        return record
+
+    async def _send(
+        self, request: NotificationRequest, rendered: RenderedSms | RenderedEmail, address: str
+    ) -> tuple[GatewayReply, int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            if isinstance(rendered, RenderedSms):
+                reply = await self.sms.send_sms(
+                    to=address,
+                    text=rendered.text,
+                    encoding=domain.choose_encoding(rendered.text),
+                    dlr_url=dlr_url(self.settings, request.idempotency_key),
+                )
+            else:
+                reply = await self.email.send_email(to=address, rendered=rendered)
+            if reply.outcome is not GatewayOutcome.transient or attempt >= self.send_attempts:
+                return reply, attempt
+            log.warning(
+                "gateway unavailable, retrying",
+                extra={**self._log(request), "attempt": attempt, "detail": reply.detail},
+            )
+            await self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+
+    async def _on_known_key(self, request: NotificationRequest, existing: dict[str, Any]) -> None:
+        channel = request.channel.value
+        state = existing.get("state")
+        redelivered = existing.get("request_event_id") == str(request.event_id)
+        DUPLICATES.labels(channel, "redelivered" if redelivered else "repeated").inc()
+        if redelivered and state == NotificationState.sending:
+            key = request.idempotency_key
+            if await self.store.mark_uncertain(key, "redelivered_while_sending"):
+                UNCERTAIN.labels(channel, "redelivered_while_sending").inc()
+                log.warning(
+                    "redelivered while sending: marked uncertain, not resent",
+                    extra=self._log(request),
+                )
+            return
+        if redelivered:
+            status = domain.result_status(str(state))
+            if status is not None:
+                await self._announce(existing, status, _detail(existing))
+            return
+        log.info("duplicate request, not sent", extra={**self._log(request), "state": state})
+        await self._announce(existing, "skipped_duplicate", f"zaten işlendi: {state}")
+
+    def _count(
+        self,
+        request: NotificationRequest,
+        state: NotificationState,
+        reply: GatewayReply,
+        record: dict[str, Any],
+    ) -> None:
+        channel = request.channel.value
+        if state is NotificationState.sent:
+            SENT.labels(channel).inc()
+            if "segments" in record:
+                SMS_SEGMENTS.labels(record["encoding"]).observe(record["segments"])
+        elif state is NotificationState.failed:
+            reason = "rejected" if reply.outcome is GatewayOutcome.rejected else "unreachable"
+            FAILED.labels(channel, reason).inc()
+            log.warning("notification failed", extra={**self._log(request), "detail": reply.detail})
+        else:
+            UNCERTAIN.labels(channel, "no_gateway_answer").inc()
+            log.warning(
+                "no answer from the gateway: marked uncertain, not resent",
+                extra={**self._log(request), "detail": reply.detail},
+            )
+
+    # --- a delivery report from Kannel ---------------------------------------------------------
+
+    async def handle_delivery_report(self, key: str, code: int, answer: str) -> ReportOutcome:
+        """Applies one Kannel delivery report; a repeated report changes nothing."""
+        kind = domain.delivery_report(code)
+        DELIVERY_REPORTS.labels(kind.name).inc()
+        report = {"status": code, "name": kind.name, "answer": answer[:200], "at": utcnow()}
+        if kind.final_state is None:
+            return "unknown" if await self.store.add_report(key, report) is None else "recorded"
+        # Kannel may report before our own "sent" write lands (fakesmsc does, within ms): then
+        # the report is parked on the record and the sending handler settles it. The loop
+        # covers the record turning "sent" between two of our writes.
+        for _ in range(3):
+            if await self._settle(key, report):
+                return "settled"
+            if await self.store.park_early_report(key, report):
+                return "recorded"
+            doc = await self.store.add_report(key, report)
+            if doc is None:
+                return "unknown"
+            if doc["state"] not in _WAITING_FOR_DELIVERY:
+                return "ignored"  # already settled (first final report wins) or failed
+        return "recorded"
+
+    async def _settle(self, key: str, report: dict[str, Any]) -> bool:
+        final_state = domain.delivery_report(int(report["status"])).final_state
+        if final_state is None:
+            return False
+        doc = await self.store.settle_delivery(key, final_state, report, utcnow())
+        if doc is None:
+            return False
+        if final_state is NotificationState.failed:
+            FAILED.labels(doc["channel"], "delivery_report").inc()
+        status = domain.result_status(final_state)
+        if status is not None:
+            await self._announce(doc, status, _report_detail(report))
+        return True
+
+    # --- shared --------------------------------------------------------------------------------
+
+    async def _announce(
+        self, doc: dict[str, Any], status: ResultStatus, detail: str | None
+    ) -> None:
+        await self.publish(
+            NotificationResult(
+                application_id=doc.get("application_id"),
+                application_number=doc.get("application_number"),
+                producer=SERVICE,
+                idempotency_key=doc["_id"],
+                channel=NotificationChannel(doc["channel"]),
+                status=status,
+                detail=detail,
+                segments=doc.get("segments"),
+            )
+        )
+
+    async def _persist(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Retry a write that records what a gateway already did: giving up would leave the
+        record "sending" and the redelivery would call a sent message uncertain."""
+        delay = 0.5
+        for attempt in range(1, 9):
+            try:
+                return await operation()
+            except ConnectionFailure:
+                if attempt == 8:
+                    raise
+                await self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _log(request: NotificationRequest) -> dict[str, Any]:
+        # Never the recipient: a phone number or e-mail address is personal data.
+        return {
+            "idempotency_key": request.idempotency_key,
+            "channel": request.channel.value,
+            "template": request.template,
+        }
+
+
+def _detail(doc: dict[str, Any]) -> str | None:
+    settled = doc.get("settled_by")
+    if settled:
+        return _report_detail(settled)
+    return doc.get("gateway_answer") or doc.get("error")
+
+
+def _report_detail(report: dict[str, Any]) -> str:
+    answer = report.get("answer") or ""
+    return f"DLR {report['status']} {report['name']}" + (f": {answer}" if answer else "")

@@ -1,0 +1,69 @@
+"""Reporting's own MongoDB collection: one small document per application, no personal data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.events import Status
+from services.reporting.domain import Patch, Period, status_field
+
+# Only what the fold reads travels back from the database.
+_PROJECTION: dict[str, int] = {
+    name: 1
+    for name in (
+        "province_code",
+        "district",
+        "channel",
+        "application_type",
+        "received_ms",
+        "requested_category_code",
+        "routings",
+        "outcome",
+        "answered_ms",
+        "deadline_ms",
+        "overdue",
+        *(status_field(s) for s in Status),
+    )
+}
+
+
+class ReadModel:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.applications = db["applications"]
+
+    async def ensure_indexes(self) -> None:
+        await self.applications.create_index(
+            [("province_code", ASCENDING), ("received_day", ASCENDING)], name="province_day"
+        )
+        await self.applications.create_index([("received_day", ASCENDING)], name="day")
+
+    async def apply(self, application_id: str, patch: Patch) -> None:
+        """One upsert, no read: the operators make the order of events irrelevant."""
+        update: dict[str, Any] = {}
+        if patch.assign:
+            update["$set"] = patch.assign
+        if patch.at_least:
+            update["$max"] = patch.at_least
+        if patch.at_most:
+            update["$min"] = patch.at_most
+        if update:
+            await self.applications.update_one({"_id": application_id}, update, upsert=True)
+
+    async def documents(
+        self, province_code: int | None, period: Period
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The applications received in the period (Istanbul days, inclusive) in one province."""
+        day: dict[str, str | bool] = {"$exists": True}
+        if period.start:
+            day["$gte"] = period.start.isoformat()
+        if period.end:
+            day["$lte"] = period.end.isoformat()
+        query: dict[str, Any] = {"received_day": day}
+        if province_code is not None:
+            query["province_code"] = province_code
+        async for doc in self.applications.find(query, _PROJECTION, batch_size=1000):
+            yield doc

@@ -1,0 +1,3 @@
+from services.routing.app import main
+
+main()

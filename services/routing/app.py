@@ -1,0 +1,63 @@
+"""Bootstrap of routing: settings, broker, database, app; `python -m services.routing`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.common.http import Runtime, create_service_app, serve
+from services.common.messaging import make_broker
+from services.common.mongo import make_client, service_database
+from services.common.pii import PiiCipher
+from services.common.settings import Settings, get_settings
+from services.routing import messaging
+from services.routing.api import build_router
+from services.routing.domain import TaxonomyRegistry
+from services.routing.handlers import Routing
+from services.routing.store import RoutingStore
+from services.routing.taxonomy import default_registry
+
+SERVICE = "routing"
+
+
+def build_app(
+    settings: Settings,
+    *,
+    consumer_group: str | None = None,
+    registry: TaxonomyRegistry | None = None,
+) -> FastAPI:
+    """`consumer_group` defaults to the service's group; tests pass one of their own."""
+    # Loaded (and checked) before anything connects: bad taxonomy data stops the start.
+    registry = registry or default_registry()
+    runtime = Runtime(SERVICE, settings, make_broker(settings, SERVICE), make_client(settings))
+    store = RoutingStore(service_database(runtime.mongo, settings, SERVICE))
+    routing = Routing(
+        store,
+        messaging.publisher(runtime.broker),
+        registry,
+        PiiCipher(settings.pii_key_bytes()),
+    )
+    messaging.register(runtime.broker, routing, settings, group_id=consumer_group)
+    codes = [i.code for p in registry.provinces() for i in registry.for_province(p).institutions]
+
+    async def ensure_institution_topics() -> None:
+        await messaging.ensure_institution_topics(settings, codes)
+
+    app = create_service_app(
+        runtime,
+        title="Açık Kapı — Yönlendirme",
+        description=(
+            "Başvurunun kategorisine ve başvuru sahibinin ilçesine göre sorumlu kurumu belirler, "
+            "başvuruyu kurumun kendi Kafka konusuna yazar; kategorisiz başvuruları görevli "
+            "yönlendirmesi için kuyrukta tutar."
+        ),
+        routers=[build_router(routing, registry, settings)],
+        on_startup=[store.ensure_indexes, ensure_institution_topics],
+    )
+    app.state.routing = routing
+    app.state.store = store
+    return app
+
+
+def main() -> None:
+    settings = get_settings()
+    serve(build_app(settings), settings, SERVICE)

@@ -1,0 +1,1 @@
+"""Tracking: each application's status, deadline and answer, and the citizens' status page."""

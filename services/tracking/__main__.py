@@ -1,0 +1,3 @@
+from services.tracking.app import main
+
+main()

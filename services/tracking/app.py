@@ -1,0 +1,67 @@
+"""Bootstrap of the tracking service: settings, broker, database, consumers, watcher and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from services.common.http import Runtime, create_service_app, serve
+from services.common.messaging import make_broker
+from services.common.mongo import make_client, service_database
+from services.common.pii import PiiCipher
+from services.common.settings import Settings, get_settings
+from services.tracking import api
+from services.tracking.handlers import Tracking
+from services.tracking.messaging import SERVICE, publisher, register
+from services.tracking.store import ApplicationStore
+
+log = logging.getLogger("acikkapi.tracking")
+
+WATCH_INTERVAL_SECONDS = 30.0
+
+
+def build_app(
+    settings: Settings,
+    *,
+    consumer_group: str | None = None,
+    watch_interval: float = WATCH_INTERVAL_SECONDS,
+) -> FastAPI:
+    broker = make_broker(settings, SERVICE)
+    mongo = make_client(settings)
+    runtime = Runtime(SERVICE, settings, broker, mongo)
+    store = ApplicationStore(service_database(mongo, settings, SERVICE))
+    tracking = Tracking(store, publisher(broker), PiiCipher(settings.pii_key_bytes()), settings)
+    register(broker, tracking, settings, group_id=consumer_group)
+
+    async def deadline_watcher() -> None:
+        """Every few seconds: flag missed deadlines and warn one business day before."""
+        while True:
+            try:
+                await tracking.check_deadlines(datetime.now(UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline check failed; trying again on the next round")
+            await asyncio.sleep(watch_interval)
+
+    app = create_service_app(
+        runtime,
+        title="Açık Kapı — başvuru takibi",
+        description=(
+            "Başvuruların durumu, cevap süresi ve cevabı; vatandaşın takip sayfası ve kurumların "
+            "başvuru listesi, cevabı ve iadesi."
+        ),
+        routers=[api.router, api.pages],
+        on_startup=[store.ensure_indexes],
+        background=[deadline_watcher],
+    )
+    app.state.tracking = tracking
+    return app
+
+
+def main() -> None:
+    settings = get_settings()
+    serve(build_app(settings), settings, SERVICE)

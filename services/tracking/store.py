@@ -1,0 +1,208 @@
+"""Tracking's own MongoDB collections: one document per application, and the failed look-ups that
+throttle guessing on the status page.
+
+Every change to an application is one conditional write (`version` must still be what was read),
+so several tracking processes can work on the same application without losing an update.
+Datetimes are only ever written whole (insert/replace): nx-27017 0.8.1 stores a datetime given
+to `$set` as a string, so the watcher's lease is a number of epoch seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import fields
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.common.application_number import normalize
+from services.common.events import ApplicationType, Channel, Outcome, Status
+from services.tracking.domain import Application, TimelineEntry
+
+# How long a failed look-up counts against an application number.
+MISS_WINDOW = timedelta(minutes=15)
+
+_ENUMS: dict[str, type[StrEnum]] = {
+    "status": Status,
+    "channel": Channel,
+    "application_type": ApplicationType,
+    "outcome": Outcome,
+}
+_RENAMED = {"application_id": "_id", "application_number": "number"}
+_SCALARS = [f.name for f in fields(Application) if f.name not in ("timeline", *_RENAMED)]
+
+DueField = Literal["miss_due_at", "warn_due_at"]
+
+
+class NumberTaken(Exception):
+    """Another application already holds this application number (an intake fault)."""
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def to_doc(state: Application, version: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": state.application_id, "number": state.application_number}
+    for name in _SCALARS:
+        value = getattr(state, name)
+        doc[name] = value.value if isinstance(value, StrEnum) else value
+    doc["version"] = version
+    doc["number_key"] = normalize(state.application_number)
+    doc["timeline"] = [
+        {
+            "status": e.status.value,
+            "at": e.at,
+            "previous": e.previous.value if e.previous else None,
+            "round": e.round,
+            "source": e.source,
+            "institution_code": e.institution_code,
+            "reason": e.reason,
+            "announced": e.announced,
+        }
+        for e in state.timeline
+    ]
+    # Derived, indexed for the deadline watcher; a write always releases the watcher's lease.
+    doc["miss_due_at"] = state.miss_due_at
+    doc["warn_due_at"] = state.warn_due_at
+    doc["watch_lease"] = 0.0
+    return doc
+
+
+def from_doc(doc: dict[str, Any]) -> Application:
+    values: dict[str, Any] = {
+        "application_id": doc["_id"],
+        "application_number": doc["number"],
+    }
+    for name in _SCALARS:
+        if name not in doc:
+            continue
+        value = doc[name]
+        enum = _ENUMS.get(name)
+        values[name] = enum(value) if enum and value is not None else value
+    values["timeline"] = tuple(
+        TimelineEntry(
+            status=Status(e["status"]),
+            at=e["at"],
+            previous=Status(e["previous"]) if e.get("previous") else None,
+            round=e.get("round", 0),
+            source=e.get("source", ""),
+            institution_code=e.get("institution_code"),
+            reason=e.get("reason"),
+            announced=e.get("announced", True),
+        )
+        for e in doc.get("timeline", ())
+    )
+    return Application(**values)
+
+
+def encode_cursor(state: Application) -> str:
+    deadline = state.deadline_at.isoformat() if state.deadline_at else ""
+    raw = json.dumps([deadline, state.application_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        deadline, application_id = json.loads(raw)
+        return (datetime.fromisoformat(deadline) if deadline else None), str(application_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursor(cursor) from exc
+
+
+class ApplicationStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        # Named after the service although the database is its own (see service_database).
+        self.apps = db["tracking_applications"]
+        self.misses = db["tracking_track_misses"]
+
+    async def ensure_indexes(self) -> None:
+        await self.apps.create_index("number_key", unique=True)
+        # (nx-27017 refuses `_id` inside a compound index; the tie-break sorts without one.)
+        await self.apps.create_index([("institution_code", ASCENDING), ("deadline_at", ASCENDING)])
+        await self.apps.create_index("miss_due_at")
+        await self.apps.create_index("warn_due_at")
+        await self.misses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))
+        await self.misses.create_index([("number_key", ASCENDING), ("at", ASCENDING)])
+
+    async def get(self, application_id: str) -> Application | None:
+        doc = await self.apps.find_one({"_id": application_id})
+        return from_doc(doc) if doc else None
+
+    async def by_number(self, number_key: str) -> Application | None:
+        doc = await self.apps.find_one({"number_key": number_key})
+        return from_doc(doc) if doc else None
+
+    async def save(self, state: Application, expected_version: int) -> bool:
+        """Write the new state if nobody changed it since it was read; False if somebody did."""
+        doc = to_doc(state, expected_version + 1)
+        if expected_version == 0:
+            try:
+                await self.apps.insert_one(doc)
+                return True
+            except DuplicateKeyError:
+                if await self.apps.find_one({"_id": state.application_id}, {"_id": 1}) is None:
+                    raise NumberTaken(state.application_number) from None
+                return False
+        result = await self.apps.replace_one(
+            {"_id": state.application_id, "version": expected_version}, doc
+        )
+        return result.matched_count == 1
+
+    async def list_for_institution(
+        self,
+        institution_code: str,
+        *,
+        status: Status | None,
+        overdue: bool | None,
+        limit: int,
+        cursor: str | None,
+    ) -> list[Application]:
+        """That institution's applications, nearest deadline first."""
+        query: dict[str, Any] = {"institution_code": institution_code}
+        if status is not None:
+            query["status"] = status.value
+        if overdue is not None:
+            query["overdue"] = overdue
+        if cursor:
+            deadline, after_id = decode_cursor(cursor)
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"deadline_at": {"$gt": deadline}},
+                            {"deadline_at": deadline, "_id": {"$gt": after_id}},
+                        ]
+                    },
+                ]
+            }
+        found = self.apps.find(query).sort([("deadline_at", ASCENDING), ("_id", ASCENDING)])
+        return [from_doc(doc) async for doc in found.limit(limit)]
+
+    async def claim_due(
+        self, due: DueField, now: datetime, lease_seconds: float
+    ) -> Application | None:
+        """Take one application whose `due` time has come, so that no other process takes it."""
+        stamp = now.timestamp()
+        doc = await self.apps.find_one_and_update(
+            {due: {"$lte": now}, "watch_lease": {"$lte": stamp}},
+            {"$set": {"watch_lease": stamp + lease_seconds}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return from_doc(doc) if doc else None
+
+    async def recent_misses(self, number_key: str, now: datetime) -> int:
+        return await self.misses.count_documents(
+            {"number_key": number_key, "at": {"$gt": now - MISS_WINDOW}}
+        )
+
+    async def record_miss(self, number_key: str, now: datetime) -> None:
+        await self.misses.insert_one({"number_key": number_key, "at": now})

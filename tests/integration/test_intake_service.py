@@ -1,0 +1,417 @@
+"""Intake against the real broker and database: what citizens post over HTTP and channel adapters
+put on Kafka is checked, stored sealed, numbered, and announced on the real topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+
+from services.common import topics
+from services.common.application_number import format_number, parse_number
+from services.common.auth import Role, issue_token
+from services.common.pii import PiiCipher
+from services.common.settings import Settings
+from services.intake.app import build_app
+from services.intake.domain import RegisteredApplication
+from services.intake.handlers import Intake
+from services.intake.store import ApplicationStore
+from tests.conftest import create_topics, produce
+from tests.unit.test_intake_rules import VALID_TCKN, body
+
+pytestmark = pytest.mark.integration
+
+OUTPUTS = [topics.RECEIVED, topics.NOTIFICATION_REQUESTS, topics.REJECTIONS]
+DLQ = topics.dlq(topics.SUBMISSIONS)
+
+
+class Tap:
+    """Reads topics from their current end into memory, so a test can wait for its own events
+    without replaying what other runs produced."""
+
+    def __init__(self, bootstrap: str, names: list[str]) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self._bootstrap = bootstrap
+        self._names = names
+        self.seen: list[tuple[str, str | None, dict[str, Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        partitions = await partitions_of(self._bootstrap, self._names)
+        await self._consumer.start()
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await self._consumer.position(tp)  # fix the start now, before the tests produce
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for record in self._consumer:
+            try:
+                value = json.loads(record.value)
+            except ValueError:
+                continue
+            key = record.key.decode() if record.key else None
+            self.seen.append((record.topic, key, value))
+
+    async def wait_for(
+        self, topic: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20
+    ) -> tuple[str | None, dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for seen_topic, key, value in self.seen:
+                    if seen_topic == topic and predicate(value):
+                        return key, value
+                await asyncio.sleep(0.05)
+
+    def count(self, topic: str, predicate: Callable[[dict[str, Any]], bool]) -> int:
+        return sum(1 for t, _, v in self.seen if t == topic and predicate(v))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def partitions_of(bootstrap: str, names: list[str]) -> list[TopicPartition]:
+    """Every partition of the topics, however they were created (a consumer only knows the
+    partitions of topics it already follows)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
+
+
+async def skip_history(bootstrap: str, group: str, name: str) -> None:
+    """The test's own consumer group starts at the end of the shared submissions topic."""
+    partitions = await partitions_of(bootstrap, [name])
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Service:
+    http: httpx.AsyncClient
+    settings: Settings
+    tap: Tap
+    intake: Intake
+    mongo: AsyncMongoClient
+
+    @property
+    def applications(self) -> Any:
+        return self.mongo[self.settings.database_name("intake")]["intake_applications"]
+
+    def token(self, role: Role, institution: str | None = None) -> dict[str, str]:
+        token = issue_token(
+            self.settings, subject=f"test-{role.value}", role=role, institution=institution
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    bootstrap = settings.kafka_bootstrap
+    for name in [topics.SUBMISSIONS, *OUTPUTS]:
+        await create_topics(bootstrap, [name], partitions=topics.PARTITIONS[name])
+    await create_topics(bootstrap, [DLQ])
+    group = f"test-intake-{uuid.uuid4().hex[:8]}"
+    await skip_history(bootstrap, group, topics.SUBMISSIONS)
+    tap = Tap(bootstrap, [*OUTPUTS, DLQ])
+    await tap.start()
+    app = build_app(settings, consumer_group=group)
+    mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
+    try:
+        async with app.router.lifespan_context(app):
+            await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+                yield Service(http, settings, tap, app.state.intake, mongo)
+    finally:
+        await tap.stop()
+        await mongo.close()
+
+
+def of_application(application_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: event.get("application_id") == application_id
+
+
+async def test_an_application_is_registered_and_announced(service: Service) -> None:
+    response = await service.http.post(
+        "/api/v1/applications", json=body(district="MERKEZEFENDİ", applicant_email="a@ornek.com")
+    )
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert set(answer) == {"application_id", "application_number", "status", "received_at"}
+    assert answer["status"] == "received"
+    province, year, _ = parse_number(answer["application_number"])
+    assert (province, year) == (20, datetime.fromisoformat(answer["received_at"]).year)
+
+    key, received = await service.tap.wait_for(
+        topics.RECEIVED, of_application(answer["application_id"])
+    )
+    assert key == answer["application_id"]
+    assert received["event_type"] == "application.received"
+    assert received["application_number"] == answer["application_number"]
+    assert received["district"] == "Merkezefendi"
+    assert received["applicant"] == {
+        "tckn_masked": "10*******46",
+        "first_name": "Ayşe",
+        "last_name": "Yılmaz",
+        "phone": "+905321234567",
+        "email": "a@ornek.com",
+    }
+    assert VALID_TCKN not in json.dumps(received)
+
+    sms_key = f"{answer['application_id']}:received:sms"
+    key, sms = await service.tap.wait_for(
+        topics.NOTIFICATION_REQUESTS, lambda e: e.get("idempotency_key") == sms_key
+    )
+    assert key == sms_key
+    assert sms["channel"] == "sms"
+    assert sms["to"] == "+905321234567"
+    assert sms["template"] == "application_received"
+    assert sms["params"] == {
+        "application_number": answer["application_number"],
+        "tracking_url": service.settings.public_tracking_url,
+    }
+
+    # The outbox flag is set in the background once both events are on the bus.
+    async with asyncio.timeout(10):
+        while not (await service.applications.find_one({"_id": answer["application_id"]}))[
+            "published"
+        ]:
+            await asyncio.sleep(0.1)
+
+
+async def test_the_tckn_is_stored_sealed(service: Service) -> None:
+    response = await service.http.post("/api/v1/applications", json=body())
+    assert response.status_code == 201
+    raw = await service.applications.find_one({"_id": response.json()["application_id"]})
+    assert raw is not None
+    dumped = json.dumps(raw, default=str, ensure_ascii=False)
+    assert VALID_TCKN not in dumped
+    assert "5321234567" not in dumped  # the phone is sealed too
+    applicant = raw["applicant"]
+    assert applicant["tckn_masked"] == "10*******46"
+    assert applicant["phone_last4"] == "4567"
+    assert applicant["tckn_enc"].startswith("v1:")
+
+
+async def test_a_repeated_idempotency_key_answers_the_same_and_stores_once(
+    service: Service,
+) -> None:
+    headers = {"Idempotency-Key": f"test-{uuid.uuid4()}"}
+    first = await service.http.post("/api/v1/applications", json=body(), headers=headers)
+    again = await service.http.post("/api/v1/applications", json=body(), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert await service.applications.count_documents(headers_key(headers)) == 1
+
+    other = await service.http.post(
+        "/api/v1/applications", json=body(subject="Başka bir konu"), headers=headers
+    )
+    assert other.status_code == 409
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert await service.applications.count_documents(headers_key(headers)) == 1
+
+
+def headers_key(headers: dict[str, str]) -> dict[str, str]:
+    return {"idempotency_key": headers["Idempotency-Key"]}
+
+
+async def test_bad_fields_come_back_together_in_turkish(service: Service) -> None:
+    response = await service.http.post(
+        "/api/v1/applications",
+        json=body(
+            applicant_tckn="10000000147", applicant_phone="0258 212 34 56", district="Bornova"
+        ),
+    )
+    assert response.status_code == 422
+    errors = {e["field"]: e for e in response.json()["errors"]}
+    assert set(errors) == {"applicant.tckn", "applicant.phone", "district"}
+    assert errors["applicant.tckn"] == {
+        "field": "applicant.tckn",
+        "code": "invalid_tckn",
+        "message": "TC Kimlik No geçersiz: kontrol haneleri tutmuyor.",
+    }
+    assert "cep telefonu" in errors["applicant.phone"]["message"]
+    assert errors["district"]["message"] == "Denizli iline bağlı böyle bir ilçe bulunamadı."
+
+
+async def test_a_counter_application_needs_an_officer(service: Service) -> None:
+    counter = body(channel="counter")
+    anonymous = await service.http.post("/api/v1/applications", json=counter)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["code"] == "unauthorized"
+    wrong_role = await service.http.post(
+        "/api/v1/applications", json=counter, headers=service.token(Role.institution, "DESKI")
+    )
+    assert wrong_role.status_code == 403
+    officer = await service.http.post(
+        "/api/v1/applications", json=counter, headers=service.token(Role.officer)
+    )
+    assert officer.status_code == 201
+    raw = await service.applications.find_one({"_id": officer.json()["application_id"]})
+    assert raw["recorded_by"] == "test-officer"
+    for channel in ("web", "mobile", "edevlet", "kiosk", "call_center", "open311"):
+        response = await service.http.post("/api/v1/applications", json=body(channel=channel))
+        assert response.status_code == 201, channel
+
+
+async def test_an_officer_can_look_an_application_up(service: Service) -> None:
+    created = (await service.http.post("/api/v1/applications", json=body())).json()
+    path = f"/api/v1/applications/{created['application_id']}"
+    assert (await service.http.get(path)).status_code == 401
+    response = await service.http.get(path, headers=service.token(Role.officer))
+    assert response.status_code == 200
+    shown = response.json()
+    assert shown["application_number"] == created["application_number"]
+    assert shown["applicant"]["tckn_masked"] == "10*******46"
+    assert VALID_TCKN not in response.text
+    missing = await service.http.get(
+        f"/api/v1/applications/{uuid.uuid4()}", headers=service.token(Role.supervisor)
+    )
+    assert missing.status_code == 404
+
+
+async def test_broken_and_oversized_bodies(service: Service) -> None:
+    broken = await service.http.post(
+        "/api/v1/applications",
+        content=b'{"channel": "web",',
+        headers={"Content-Type": "application/json"},
+    )
+    assert broken.status_code == 400
+    assert broken.json()["errors"][0]["code"] == "invalid_json"
+
+    big = json.dumps({**body(), "text": "x" * 2_000_000}).encode()
+    too_big = await service.http.post(
+        "/api/v1/applications", content=big, headers={"Content-Type": "application/json"}
+    )
+    assert too_big.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit counts bytes
+        for start in range(0, len(big), 65_536):
+            yield big[start : start + 65_536]
+
+    streamed = await service.http.post("/api/v1/applications", content=chunks())
+    assert streamed.status_code == 413
+    assert streamed.json()["errors"][0]["code"] == "payload_too_large"
+
+
+async def test_a_submission_on_kafka_is_registered_once(service: Service) -> None:
+    submission_id = f"sub-{uuid.uuid4()}"
+    message = {**body(channel="kiosk"), "submission_id": submission_id}
+    await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, message, submission_id)
+    _, received = await service.tap.wait_for(
+        topics.RECEIVED, lambda e: e.get("submission_id") == submission_id
+    )
+    assert received["channel"] == "kiosk"
+    assert received["applicant"]["tckn_masked"] == "10*******46"
+
+    await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, message, submission_id)
+    # Same key, same partition: once this one is through, so is the redelivery.
+    follow_up = f"sub-{uuid.uuid4()}"
+    await produce(
+        service.settings.kafka_bootstrap,
+        topics.SUBMISSIONS,
+        {**body(), "submission_id": follow_up},
+        submission_id,
+    )
+    await service.tap.wait_for(topics.RECEIVED, lambda e: e.get("submission_id") == follow_up)
+    assert await service.applications.count_documents({"submission_id": submission_id}) == 1
+
+
+async def test_a_bad_submission_is_rejected_with_its_errors(service: Service) -> None:
+    submission_id = f"sub-{uuid.uuid4()}"
+    message = {**body(applicant_tckn="12345678901", district="Yok"), "submission_id": submission_id}
+    await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, message, submission_id)
+    key, rejection = await service.tap.wait_for(
+        topics.REJECTIONS, lambda e: e.get("submission_id") == submission_id
+    )
+    assert key == submission_id
+    assert {e["field"] for e in rejection["errors"]} == {"applicant.tckn", "district"}
+    assert all(e["message"] for e in rejection["errors"])
+    assert await service.applications.count_documents({"submission_id": submission_id}) == 0
+
+
+async def test_an_undecodable_submission_goes_to_the_dead_letter_topic(service: Service) -> None:
+    key = f"junk-{uuid.uuid4()}"
+    await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, b"<xml/>", key)
+    _, letter = await service.tap.wait_for(DLQ, lambda e: e.get("key") == key)
+    assert letter["original"] == "<xml/>"
+    assert letter["error_type"] == "invalid_message"
+    # ... and the consumer carries on.
+    follow_up = f"sub-{uuid.uuid4()}"
+    await produce(
+        service.settings.kafka_bootstrap,
+        topics.SUBMISSIONS,
+        {**body(), "submission_id": follow_up},
+        key,
+    )
+    await service.tap.wait_for(topics.RECEIVED, lambda e: e.get("submission_id") == follow_up)
+
+
+async def test_the_relay_publishes_what_a_crash_left_behind(service: Service) -> None:
+    form = service.intake.validate(body())
+    application_id = str(uuid.uuid4())
+    orphan = RegisteredApplication(
+        application_id=application_id,
+        application_number=format_number(20, 2026, 9_000_000 + random.randrange(999_999)),
+        received_at=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1),
+        channel=form.channel,
+        application_type=form.application_type,
+        category_code=None,
+        province_code=20,
+        district=form.district,
+        subject=form.subject,
+        text=form.text,
+        location=None,
+        tckn_masked="10*******46",
+        first_name="Ayşe",
+        last_name="Yılmaz",
+        phone="+905321234567",
+        email=None,
+    )
+    # As if a process died right after its insert, before publishing anything.
+    store = ApplicationStore(
+        service.mongo[service.settings.database_name("intake")],
+        PiiCipher(service.settings.pii_key_bytes()),
+    )
+    await store.insert(orphan, tckn=VALID_TCKN, mother_maiden_initials="YZ")
+    async with asyncio.timeout(30):
+        # Older leftovers (of other runs) may come first; each sweep takes the oldest batch.
+        while not service.tap.count(topics.RECEIVED, of_application(application_id)):
+            await service.intake.republish_stale()
+            await service.intake.flush_published()
+            await asyncio.sleep(0.2)
+    await service.tap.wait_for(topics.NOTIFICATION_REQUESTS, of_application(application_id))
+    async with asyncio.timeout(10):
+        while not (await service.applications.find_one({"_id": application_id}))["published"]:
+            await service.intake.flush_published()
+            await asyncio.sleep(0.1)

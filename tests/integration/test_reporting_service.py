@@ -1,0 +1,320 @@
+"""Reporting against the real broker and database: events on the real topics, in any order and
+more than once, become the summary's figures; bad input goes to the dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.common import topics
+from services.common.auth import Role, issue_token
+from services.common.business_days import ISTANBUL, business_days_between
+from services.common.events import (
+    ApplicantContact,
+    ApplicationReceived,
+    ApplicationRouted,
+    DeadlineEvent,
+    Envelope,
+    StatusChanged,
+)
+from services.common.settings import Settings
+from services.reporting.app import build_app
+from tests.conftest import consume_until, create_topics
+
+pytestmark = pytest.mark.integration
+
+SOURCES = [topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES]
+
+
+async def skip_history(bootstrap: str, group: str, names: list[str]) -> None:
+    """Start a fresh consumer group at the end of the shared topics: the test's own events are
+    all it needs, and replaying everything other runs produced would only cost time."""
+    probe = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()
+    try:
+        partitions = [
+            TopicPartition(name, p) for name in names for p in probe.partitions_for_topic(name)
+        ]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(ends)
+    finally:
+        await committer.stop()
+
+
+@pytest.fixture(scope="module")
+async def reporting(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    await create_topics(
+        settings.kafka_bootstrap, SOURCES, partitions=max(topics.PARTITIONS[t] for t in SOURCES)
+    )
+    await create_topics(settings.kafka_bootstrap, [topics.dlq(t) for t in SOURCES])
+    group = f"test-reporting-{uuid.uuid4().hex[:8]}"
+    await skip_history(settings.kafka_bootstrap, group, SOURCES)
+    app = build_app(settings, consumer_group=group)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as http:
+            yield http
+
+
+@pytest.fixture(scope="module")
+def staff(settings: Settings) -> dict[str, str]:
+    token = issue_token(settings, subject="test-vali-yardimcisi", role=Role.supervisor)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def send(bootstrap: str, items: list[tuple[str, Envelope | bytes, str]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic, event, key in items:
+            body = event if isinstance(event, bytes) else event.to_bytes()
+            await producer.send_and_wait(topic, body, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def poll_summary(
+    http: httpx.AsyncClient, params: dict[str, Any], headers: dict[str, str], ok, timeout=30.0
+) -> dict[str, Any]:
+    last: Any = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                response = await http.get("/api/v1/reports/summary", params=params, headers=headers)
+                assert response.status_code == 200, response.text
+                last = response.json()
+                if ok(last):
+                    return last
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"summary never matched; last: {last}") from None
+
+
+def a_unique_monday() -> date:
+    """A Monday far in the past that no other test run will use for province 20."""
+    day = date(2001, 1, 1) + timedelta(days=random.randrange(0, 19 * 365))
+    return day - timedelta(days=day.weekday())
+
+
+def received(app_id: str, at: datetime, channel: str, province: int = 20) -> ApplicationReceived:
+    return ApplicationReceived(
+        application_id=app_id,
+        application_number="20-2001-0000001-0",
+        channel=channel,
+        application_type="sikayet",
+        province_code=province,
+        district="Pamukkale",
+        subject="Sokak lambası yanmıyor",
+        text="Sokağımızdaki lamba bir haftadır yanmıyor.",
+        applicant=ApplicantContact(
+            tckn_masked="10*******46", first_name="Mehmet", last_name="Kaya", phone="+905551112233"
+        ),
+        received_at=at,
+    )
+
+
+def routed(app_id: str, at: datetime, code: str, deadline: datetime) -> ApplicationRouted:
+    return ApplicationRouted(
+        application_id=app_id,
+        application_number="20-2001-0000001-0",
+        occurred_at=at,
+        category_code=f"{code}-01",
+        heading_code=code,
+        institution_code=code,
+        institution_kind="BELEDIYE",
+        institution_name=f"{code} Kurumu",
+        routed_by="auto",
+        deadline_at=deadline,
+    )
+
+
+def answered(app_id: str, at: datetime, outcome: str, received_at: datetime) -> StatusChanged:
+    # Tracking gives each (application, status) a deterministic event id.
+    return StatusChanged(
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{app_id}:answered"),
+        application_id=app_id,
+        application_number="20-2001-0000001-0",
+        status="answered",
+        at=at,
+        outcome=outcome,
+        answered_at=at,
+        received_at=received_at,
+        province_code=20,
+    )
+
+
+async def test_events_in_any_order_and_repeated_become_the_summary(
+    reporting: httpx.AsyncClient, staff: dict[str, str], settings: Settings
+):
+    monday = a_unique_monday()
+    t0 = datetime.combine(monday, time(10, 0), tzinfo=ISTANBUL)
+    deadline = datetime.combine(monday + timedelta(days=9), time(23, 59, 59), tzinfo=ISTANBUL)
+    tag = uuid.uuid4().hex[:8]
+    a, b, c, d = (f"rep-{tag}-{x}" for x in "abcd")
+    outside_window, other_province = f"rep-{tag}-e", f"rep-{tag}-f"
+    ans_a, ans_b, ans_d = t0 + timedelta(days=2), t0 + timedelta(days=15), t0 + timedelta(days=4)
+    S, R, T, D = topics.STATUS, topics.ROUTED, topics.RECEIVED, topics.DEADLINES
+    items: list[tuple[str, Envelope | bytes, str]] = [
+        # a: on time, olumlu; its answer is delivered three times.
+        (T, received(a, t0, "web"), a),
+        (R, routed(a, t0 + timedelta(minutes=1), "INSTA", deadline), a),
+        (S, answered(a, ans_a, "olumlu", t0), a),
+        (S, answered(a, ans_a, "olumlu", t0), a),
+        # b: answered late, olumsuz.
+        (T, received(b, t0, "counter"), b),
+        (R, routed(b, t0 + timedelta(minutes=1), "INSTA", deadline), b),
+        (S, answered(b, ans_b, "olumsuz", t0), b),
+        # c: still open, and tracking said its deadline was missed.
+        (T, received(c, t0 + timedelta(days=1), "edevlet"), c),
+        (R, routed(c, t0 + timedelta(days=1), "INSTB", deadline), c),
+        (
+            D,
+            DeadlineEvent(
+                application_id=c, application_number="n", kind="missed", deadline_at=deadline
+            ),
+            c,
+        ),
+        # d: the answer arrives before the application itself and before its routing.
+        (S, answered(d, ans_d, "kismen_olumlu", t0), d),
+        (R, routed(d, t0 + timedelta(minutes=3), "INSTB", deadline), d),
+        (T, received(d, t0, "web"), d),
+        # Outside the question: the day after the window, and another province.
+        (T, received(outside_window, t0 + timedelta(days=7), "web"), outside_window),
+        (T, received(other_province, t0, "web", province=48), other_province),
+        # Redelivered after everything else.
+        (S, answered(a, ans_a, "olumlu", t0), a),
+        (S, answered(b, ans_b, "olumsuz", t0), b),
+    ]
+    await send(settings.kafka_bootstrap, items)
+
+    params = {
+        "province_code": 20,
+        "from": monday.isoformat(),
+        "to": (monday + timedelta(days=6)).isoformat(),
+    }
+    summary = await poll_summary(
+        reporting,
+        params,
+        staff,
+        # d's answer alone already places it; wait for its receipt (the channel) too.
+        lambda s: (
+            s["total"] == 4
+            and s["answered"] == 3
+            and len(s["by_institution"]) == 2
+            and all(c["channel"] for c in s["by_channel"])
+        ),
+    )
+    assert summary["outcomes"] == {"olumlu": 1, "olumsuz": 1, "kismen_olumlu": 1}
+    assert summary["open"] == 1
+    assert summary["overdue"] == 2  # b answered late, c missed its deadline
+    assert summary["on_time_ratio"] == round(2 / 3, 4)
+    days = [business_days_between(t0, x) for x in (ans_a, ans_b, ans_d)]
+    assert summary["mean_response_business_days"] == round(sum(days) / 3, 2)
+    by_inst = {i["institution_code"]: i for i in summary["by_institution"]}
+    assert by_inst["INSTA"]["total"] == 2 and by_inst["INSTA"]["olumsuz"] == 1
+    assert by_inst["INSTA"]["institution_name"] == "INSTA Kurumu"
+    assert by_inst["INSTB"]["open"] == 1 and by_inst["INSTB"]["kismen_olumlu"] == 1
+    assert {c["channel"]: c["total"] for c in summary["by_channel"]} == {
+        "web": 2,
+        "counter": 1,
+        "edevlet": 1,
+    }
+    assert {c["category_code"] for c in summary["by_category"]} == {"INSTA-01", "INSTB-01"}
+    assert summary["period"] == {"province_code": 20, "from": params["from"], "to": params["to"]}
+
+    wider = dict(params, to=(monday + timedelta(days=7)).isoformat())
+    assert (await poll_summary(reporting, wider, staff, lambda s: s["total"] == 5))["open"] == 2
+
+    page = await reporting.get("/rapor", params=params)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and "Sonuç dağılımı" in page.text
+    assert "Kısmen olumlu" in page.text and "INSTA Kurumu" in page.text
+    assert "%66,7" in page.text  # on-time ratio, Turkish style
+    for secret in ("Mehmet", "Kaya", "+905551112233", "Sokak lambası"):
+        assert secret not in page.text
+
+
+async def test_bad_events_go_to_the_dead_letter_topic(
+    reporting: httpx.AsyncClient, settings: Settings
+):
+    tag = uuid.uuid4().hex[:8]
+    garbage, bad_province = f"rep-{tag}-garbage", f"rep-{tag}-p99"
+    t0 = datetime(2003, 3, 3, 10, tzinfo=ISTANBUL)
+    await send(
+        settings.kafka_bootstrap,
+        [
+            (topics.RECEIVED, b"{not json", garbage),
+            (topics.RECEIVED, received(bad_province, t0, "web", province=99), bad_province),
+        ],
+    )
+    letters = {}
+    for key in (garbage, bad_province):
+        letters[key] = await consume_until(
+            settings.kafka_bootstrap,
+            topics.dlq(topics.RECEIVED),
+            lambda m, k=key: (
+                m.get("key") == k and str(m.get("consumer", "")).startswith("reporting")
+            ),
+            timeout=30,
+        )
+    assert letters[garbage]["error_type"] == "invalid_message"
+    assert letters[bad_province]["error_type"] == "unprocessable"
+    assert "99" in letters[bad_province]["reason"]
+
+
+async def test_bad_questions_are_answered_in_turkish(
+    reporting: httpx.AsyncClient, staff: dict[str, str], settings: Settings
+):
+    url = "/api/v1/reports/summary"
+    backwards = await reporting.get(
+        url, params={"from": "2024-03-10", "to": "2024-03-01"}, headers=staff
+    )
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "from"
+    assert "sonra olamaz" in backwards.json()["errors"][0]["message"]
+
+    bad_day = await reporting.get(url, params={"from": "2024-02-30"}, headers=staff)
+    assert bad_day.status_code == 422
+    assert "YYYY-AA-GG" in bad_day.json()["errors"][0]["message"]
+
+    for plate in ("0", "82", "abc"):
+        response = await reporting.get(url, params={"province_code": plate}, headers=staff)
+        assert response.status_code == 422, plate
+        assert response.json()["errors"][0]["field"] == "province_code"
+
+    assert (await reporting.get(url)).status_code == 401
+    institution = issue_token(settings, subject="deski", role=Role.institution, institution="X1")
+    forbidden = await reporting.get(url, headers={"Authorization": f"Bearer {institution}"})
+    assert forbidden.status_code == 403
+    officer = issue_token(settings, subject="memur", role=Role.officer)
+    assert (
+        await reporting.get(
+            url,
+            params={"province_code": 20, "from": "1990-01-01", "to": "1990-01-01"},
+            headers={"Authorization": f"Bearer {officer}"},
+        )
+    ).json()["total"] == 0
+
+    page = await reporting.get("/rapor", params={"province_code": "99", "from": "2024-13-01"})
+    assert page.status_code == 422
+    assert "Rapor oluşturulamadı" in page.text and "<svg" not in page.text
+    empty = await reporting.get("/rapor", params={"province_code": "20", "from": "", "to": ""})
+    assert empty.status_code == 200 and "Denizli" in empty.text

@@ -1,0 +1,450 @@
+"""Routing against the real broker and database: applications on the received topic reach their
+institution's own topic, wait for an officer when they have no category, come back when an
+institution returns them; bad input is dead-lettered and repeats are not re-announced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common import topics
+from services.common.application_number import MAX_SEQUENCE, format_number
+from services.common.auth import Role, issue_token
+from services.common.events import (
+    ApplicantContact,
+    ApplicationReceived,
+    Status,
+    StatusChanged,
+)
+from services.common.settings import Settings
+from services.routing.app import build_app
+from tests.conftest import create_topics, produce
+
+pytestmark = pytest.mark.integration
+
+SOURCES = [topics.RECEIVED, topics.STATUS]
+
+
+async def skip_history(bootstrap: str, group: str, names: list[str]) -> None:
+    """Start the test's own consumer group at the end of the shared topics, so the service
+    handles only what this test produces (not every earlier run's applications)."""
+    probe = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()
+    try:
+        partitions = [
+            TopicPartition(name, p) for name in names for p in probe.partitions_for_topic(name)
+        ]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(ends)
+    finally:
+        await committer.stop()
+
+
+class Tail:
+    """Reads a topic from where it ended when the tail was opened: what the test caused."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self.start: dict[TopicPartition, int] = {}
+
+    async def __aenter__(self) -> Tail:
+        await create_topics(self.bootstrap, [self.topic])
+        probe = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=None)
+        await probe.start()
+        try:
+            partitions = probe.partitions_for_topic(self.topic) or set()
+        finally:
+            await probe.stop()
+        assert partitions, f"no partitions for {self.topic}"
+        await self.consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        self.consumer.assign(tps)
+        self.start = await self.consumer.end_offsets(tps)
+        for tp, offset in self.start.items():
+            self.consumer.seek(tp, offset)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def until(self, predicate: Callable[[dict], bool], timeout: float = 20.0) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        body = _json(record.value)
+                        if body is not None and predicate(body):
+                            return body
+
+    async def everything(self) -> list[dict]:
+        """All messages from the tail's start to the topic's current end."""
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await reader.start()
+        try:
+            reader.assign(list(self.start))
+            ends = await reader.end_offsets(list(self.start))
+            for tp, offset in self.start.items():
+                reader.seek(tp, offset)
+            out: list[dict] = []
+            async with asyncio.timeout(20):
+                while [tp for tp in ends if await reader.position(tp) < ends[tp]]:
+                    for records in (await reader.getmany(timeout_ms=200)).values():
+                        out.extend(b for r in records if (b := _json(r.value)) is not None)
+            return out
+        finally:
+            await reader.stop()
+
+
+def _json(raw: bytes | None) -> dict | None:
+    try:
+        body = json.loads(raw or b"")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@pytest.fixture(scope="module")
+async def service(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    await create_topics(
+        settings.kafka_bootstrap, SOURCES, partitions=max(topics.PARTITIONS[t] for t in SOURCES)
+    )
+    await create_topics(settings.kafka_bootstrap, [topics.dlq(t) for t in SOURCES])
+    group = f"test-routing-{uuid.uuid4().hex[:8]}"
+    await skip_history(settings.kafka_bootstrap, group, SOURCES)
+    app = build_app(settings, consumer_group=group)
+    # Everything this instance stores is removed at the end: nx-27017 in single-file mode shares
+    # one `routing_applications` table between all database names, hence between test runs, and
+    # on a shared broker the instance also queues whatever others publish meanwhile.
+    stored: list[str] = []
+    add = app.state.store.add
+
+    async def recording_add(document: dict[str, Any]) -> bool:
+        stored.append(document["_id"])
+        return await add(document)
+
+    app.state.store.add = recording_add
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://routing") as http:
+            yield app, http
+        table = app.state.runtime.mongo[settings.database_name("routing")]["routing_applications"]
+        for start in range(0, len(stored), 500):
+            await table.delete_many({"_id": {"$in": stored[start : start + 500]}})
+
+
+@pytest.fixture
+def http(service) -> httpx.AsyncClient:
+    return service[1]
+
+
+def bearer(settings: Settings, role: Role, **claims: Any) -> dict[str, str]:
+    token = issue_token(settings, subject=f"test-{role.value}", role=role, **claims)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def application(
+    category: str | None, district: str = "Merkezefendi", **fields: Any
+) -> ApplicationReceived:
+    values: dict[str, Any] = {
+        "application_id": str(uuid.uuid4()),
+        "application_number": format_number(20, 2026, random.randint(1, MAX_SEQUENCE)),
+        "channel": "web",
+        "application_type": "sikayet",
+        "category_code": category,
+        "province_code": 20,
+        "district": district,
+        "subject": "Su kesintisi",
+        "text": "Mahallemizde iki gündür sular akmıyor, ilgilenilmesini rica ederim.",
+        "applicant": ApplicantContact(
+            tckn_masked="12*******90",
+            first_name="Ayşe",
+            last_name="Yıldırım",
+            phone="+905321234567",
+        ),
+        "received_at": datetime.now(UTC),
+    }
+    return ApplicationReceived(**(values | fields))
+
+
+async def send(settings: Settings, topic: str, event: Any, key: str) -> None:
+    body = event if isinstance(event, bytes) else event.to_bytes()
+    await produce(settings.kafka_bootstrap, topic, body, key=key)
+
+
+def about(app_id: str) -> Callable[[dict], bool]:
+    return lambda body: body.get("application_id") == app_id
+
+
+async def poll_pending(
+    http: httpx.AsyncClient, headers: dict[str, str], event: ApplicationReceived
+) -> dict:
+    """Wait until the application shows in the queue, found by its number as an officer would
+    (the local nx-27017 queue also holds whatever other runs left there)."""
+    async with asyncio.timeout(20):
+        while True:
+            page = await http.get(
+                "/api/v1/routing/pending",
+                params={"application_number": event.application_number},
+                headers=headers,
+            )
+            assert page.status_code == 200, page.text
+            for item in page.json()["items"]:
+                if item["application_id"] == event.application_id:
+                    return item
+            await asyncio.sleep(0.1)
+
+
+async def test_application_with_category_reaches_its_institution(service, settings: Settings):
+    b = settings.kafka_bootstrap
+    event = application("ALT-001")
+    app_id = event.application_id
+    async with (
+        Tail(b, topics.ROUTED) as routed_tail,
+        Tail(b, topics.institution_topic("DESKI")) as institution_tail,
+        Tail(b, topics.NOTIFICATION_REQUESTS) as notification_tail,
+    ):
+        await send(settings, topics.RECEIVED, event, app_id)
+        routed = await routed_tail.until(about(app_id))
+        assignment = await institution_tail.until(about(app_id))
+        email = await notification_tail.until(about(app_id))
+
+    assert routed["event_type"] == "application.routed"
+    assert (routed["institution_code"], routed["institution_kind"]) == ("DESKI", "SU_IDARESI")
+    assert routed["routed_by"] == "auto" and routed["producer"] == "routing"
+    assert assignment["event_type"] == "institution.assignment"
+    assert assignment["application_number"] == event.application_number
+    assert assignment["text"] == event.text and assignment["district"] == "Merkezefendi"
+    assert assignment["applicant"]["tckn_masked"] == "12*******90"
+    assert assignment["deadline_at"] == routed["deadline_at"]
+    assert email["idempotency_key"] == f"{app_id}:routed:DESKI:email"
+    assert (email["channel"], email["template"]) == ("email", "institution_assignment")
+    assert email["to"] == "deski@acikkapi.local"
+    assert email["params"]["category_name"] == "İçme suyu kesintisi"
+
+
+async def test_without_category_an_officer_routes_it(http, settings: Settings):
+    b = settings.kafka_bootstrap
+    officer = bearer(settings, Role.officer, province=20)
+    event = application(
+        None,
+        district="Pamukkale",
+        subject="Muhtarlık",
+        text="Muhtarımız mahallemizin sorunlarıyla hiç ilgilenmiyor.",
+    )
+    app_id = event.application_id
+    async with (
+        Tail(b, topics.ROUTED) as routed_tail,
+        Tail(b, topics.institution_topic("PAMUKKALE-KYM")) as institution_tail,
+    ):
+        await send(settings, topics.RECEIVED, event, app_id)
+        waiting = await routed_tail.until(about(app_id))
+        assert waiting["event_type"] == "application.awaiting_routing"
+        assert "kategori belirtilmemiş" in waiting["reason"]
+
+        item = await poll_pending(http, officer, event)
+        assert item["application_number"] == event.application_number
+        by_district = await http.get(
+            "/api/v1/routing/pending",
+            params={"district": "PAMUKKALE", "application_number": event.application_number},
+            headers=officer,
+        )
+        assert [i["application_id"] for i in by_district.json()["items"]] == [app_id]
+        elsewhere = await http.get(
+            "/api/v1/routing/pending",
+            params={"district": "Tavas", "application_number": event.application_number},
+            headers=officer,
+        )
+        assert elsewhere.json()["total"] == 0
+        number = event.application_number
+        wrong_digit = number[:-1] + str((int(number[-1]) + 1) % 10)
+        bad = await http.get(
+            "/api/v1/routing/pending", params={"application_number": wrong_digit}, headers=officer
+        )
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "application_number"
+        assert item["district"] == "Pamukkale" and item["excerpt"] == event.text
+        assert item["suggestions"][0]["institution_code"] == "PAMUKKALE-KYM"
+        assert item["waiting_since"]
+        assert "Yıldırım" not in json.dumps(item) and "+90532" not in json.dumps(item)
+
+        institution = bearer(settings, Role.institution, institution="PAMUKKALE-KYM")
+        refused = await http.get("/api/v1/routing/pending", headers=institution)
+        assert refused.status_code == 403
+        assert refused.json()["errors"][0]["code"] == "forbidden"
+        assert (await http.get("/api/v1/routing/pending")).status_code == 401
+
+        url = f"/api/v1/routing/{app_id}/route"
+        unknown = await http.post(url, json={"category_code": "XYZ-999"}, headers=officer)
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["field"] == "category_code"
+        missing = await http.post(
+            "/api/v1/routing/nope/route", json={"category_code": "NUF-012"}, headers=officer
+        )
+        assert missing.status_code == 404
+
+        decided = await http.post(url, json={"category_code": "NUF-012"}, headers=officer)
+        assert decided.status_code == 200, decided.text
+        record = decided.json()
+        assert record["institution_code"] == "PAMUKKALE-KYM"
+        assert (record["routed_by"], record["officer"]) == ("officer", "test-officer")
+
+        routed = await routed_tail.until(
+            lambda e: about(app_id)(e) and e["event_type"] == "application.routed"
+        )
+        assignment = await institution_tail.until(about(app_id))
+    assert routed["officer"] == "test-officer"
+    assert assignment["category_code"] == "NUF-012"
+    assert assignment["applicant"]["phone"] == "+905321234567"
+    again = await http.post(url, json={"category_code": "NUF-013"}, headers=officer)
+    assert again.status_code == 409
+
+
+async def test_returned_application_comes_back_to_the_queue(http, settings: Settings):
+    b = settings.kafka_bootstrap
+    officer = bearer(settings, Role.officer)
+    event = application("ALT-002", district="Tavas")
+    app_id = event.application_id
+    async with Tail(b, topics.ROUTED) as routed_tail:
+        await send(settings, topics.RECEIVED, event, app_id)
+        first = await routed_tail.until(about(app_id))
+        back = StatusChanged(
+            application_id=app_id,
+            application_number=event.application_number,
+            status=Status.returned,
+            previous_status=Status.opened,
+            at=datetime.now(UTC) + timedelta(milliseconds=50),
+            institution_code=first["institution_code"],
+            reason="Sokak lambaları elektrik dağıtım şirketinin görevidir.",
+        )
+        await send(settings, topics.STATUS, back, app_id)
+        waiting = await routed_tail.until(
+            lambda e: about(app_id)(e) and e["event_type"] == "application.awaiting_routing"
+        )
+    assert "iade etti" in waiting["reason"] and "elektrik dağıtım şirketinin" in waiting["reason"]
+    item = await poll_pending(http, officer, event)
+    assert item["returned_by"] == "DESKI"
+    decided = await http.post(
+        f"/api/v1/routing/{app_id}/route", json={"category_code": "BEL-001"}, headers=officer
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["institution_code"] == "TAVAS-BLD"
+
+
+async def test_malformed_message_is_dead_lettered_and_the_consumer_carries_on(
+    service, settings: Settings
+):
+    b = settings.kafka_bootstrap
+    bad_key = f"bad-{uuid.uuid4()}"
+    event = application("BEL-001", district="Honaz")
+    async with (
+        Tail(b, topics.dlq(topics.RECEIVED)) as dlq_tail,
+        Tail(b, topics.institution_topic("HONAZ-BLD")) as institution_tail,
+    ):
+        await send(settings, topics.RECEIVED, b'{"application_id": "x", "broken', bad_key)
+        await send(settings, topics.RECEIVED, event, bad_key)  # same partition, after it
+        # Every consumer of the received topic dead-letters it; routing's own letter counts.
+        letter = await dlq_tail.until(
+            lambda e: e.get("key") == bad_key and e.get("consumer", "").startswith("routing.")
+        )
+        assignment = await institution_tail.until(about(event.application_id))
+    assert letter["error_type"] == "invalid_message"
+    assert letter["source_topic"] == topics.RECEIVED
+    assert assignment["category_code"] == "BEL-001"
+
+
+async def test_redelivered_event_is_not_assigned_twice(service, settings: Settings):
+    b = settings.kafka_bootstrap
+    event = application("ENR-002", district="Çivril", subject="Sokak lambası")
+    marker = application("ENR-002", district="Çivril", subject="Ölçüt")
+    async with Tail(b, topics.institution_topic("ADM-ELEKTRIK")) as tail:
+        # Same key: same partition, so the marker is handled after both copies.
+        for copy in (event, event, marker):
+            await send(settings, topics.RECEIVED, copy, event.application_id)
+        await tail.until(about(marker.application_id))
+        seen = await tail.everything()
+    mine = [e for e in seen if e.get("application_id") == event.application_id]
+    assert len(mine) == 1
+
+
+async def test_taxonomy_and_suggestions_over_http(http):
+    taxonomy = (await http.get("/api/v1/taxonomy")).json()
+    assert len(taxonomy["headings"]) == 17
+    assert sum(len(h["categories"]) for h in taxonomy["headings"]) == 327
+    assert len(taxonomy["institutions"]) == 83
+    first = taxonomy["headings"][0]["categories"][0]
+    assert first["institution"] == {
+        "code": "DESKI",
+        "name": "Denizli Su ve Kanalizasyon İdaresi (DESKİ)",
+        "kind": "SU_IDARESI",
+    }
+    local = (await http.get("/api/v1/taxonomy", params={"district": "Pamukkale"})).json()
+    muhtar = next(c for h in local["headings"] for c in h["categories"] if c["code"] == "NUF-012")
+    assert muhtar["institution"]["code"] == "PAMUKKALE-KYM"
+
+    body = {"text": "Okulun çatısı akıyor", "province_code": 20, "district": "Merkezefendi"}
+    ranked = await http.post("/api/v1/routing/suggest", json=body)
+    assert ranked.status_code == 200
+    best = ranked.json()[0]
+    assert (best["category_code"], best["institution_code"]) == ("EGT-001", "MERKEZEFENDI-MEM")
+    assert best["institution_kind"] == "MEB" and best["score"] > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"text": "ab", "province_code": 20}, "text", "string_too_short"),
+        ({"text": "x" * 5001, "province_code": 20}, "text", "string_too_long"),
+        ({"text": "Sular akmıyor", "province_code": 0}, "province_code", "greater_than_equal"),
+        ({"text": "Sular akmıyor", "province_code": 82}, "province_code", "less_than_equal"),
+        ({"text": "Sular akmıyor", "province_code": 35}, "province_code", "province_not_supported"),
+        ({"text": "Sular akmıyor", "province_code": 20, "district": "Bornova"}, "district",
+         "unknown_district"),
+        ({"province_code": 20}, "text", "missing"),
+    ],
+)  # fmt: skip
+async def test_suggest_refuses_bad_input_in_turkish(http, body, field, code):
+    answer = await http.post("/api/v1/routing/suggest", json=body)
+    assert answer.status_code == 422
+    error = answer.json()["errors"][0]
+    assert (error["field"], error["code"]) == (field, code)
+    assert error["message"]
+    if code == "unknown_district":
+        assert "Denizli ilçeleri arasında yok" in error["message"] and "Çivril" in error["message"]
+
+
+async def test_ready_with_every_institution_topic_created(http, settings: Settings):
+    assert (await http.get("/readyz")).status_code == 200
+    # Only routing writes to a small district's kaymakamlık topic: start-up created it.
+    quiet = topics.institution_topic("BEKILLI-KYM")
+    probe = AIOKafkaConsumer(quiet, bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await probe.start()
+    try:
+        assert len(probe.partitions_for_topic(quiet) or ()) == topics.INSTITUTION_PARTITIONS
+    finally:
+        await probe.stop()
+    asyncapi = (await http.get("/asyncapi")).json()
+    assert any("acikkapi.applications.received" in name for name in asyncapi["channels"])

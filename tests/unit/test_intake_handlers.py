@@ -1,0 +1,268 @@
+"""Intake's use cases with fakes at the edges: registering, repeated keys, the outbox relay, and
+submissions from Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from services.common import topics
+from services.common.events import (
+    ApplicationReceived,
+    ApplicationSubmitted,
+    Envelope,
+    NotificationRequest,
+    SubmissionRejected,
+)
+from services.common.pii import PiiCipher
+from services.intake.domain import RegisteredApplication, SequenceAllocator
+from services.intake.handlers import (
+    IdempotencyConflict,
+    Intake,
+    bundled_districts,
+    received_events,
+)
+from tests.unit.test_intake_numbering import FakeCounters
+from tests.unit.test_intake_rules import VALID_TCKN, body
+
+TRACKING_URL = "https://acikkapi.example/takip"
+
+
+class FakeStore:
+    """The applications collection, with its unique keys."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, RegisteredApplication] = {}
+        self.sealed: dict[str, str] = {}
+
+    async def insert(
+        self, app: RegisteredApplication, *, tckn: str, mother_maiden_initials: str
+    ) -> None:
+        for other in self.apps.values():
+            for unique in ("idempotency_key", "submission_id", "application_number"):
+                if getattr(app, unique) is not None and getattr(app, unique) == getattr(
+                    other, unique
+                ):
+                    raise DuplicateKeyError(f"E11000 {unique}", 11000)
+        self.apps[app.application_id] = app
+        self.sealed[app.application_id] = tckn
+
+    async def get(self, application_id: str) -> RegisteredApplication | None:
+        return self.apps.get(application_id)
+
+    async def find_by_idempotency_key(self, key: str) -> RegisteredApplication | None:
+        return next((a for a in self.apps.values() if a.idempotency_key == key), None)
+
+    async def find_by_submission_id(self, submission_id: str) -> RegisteredApplication | None:
+        return next((a for a in self.apps.values() if a.submission_id == submission_id), None)
+
+    async def mark_published(self, ids: list[str]) -> None:
+        for application_id in ids:
+            self.apps[application_id] = replace(self.apps[application_id], published=True)
+
+    async def unpublished(self, before: datetime, limit: int) -> list[RegisteredApplication]:
+        stale = [a for a in self.apps.values() if not a.published and a.received_at < before]
+        return sorted(stale, key=lambda a: a.received_at)[:limit]
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Envelope, str]] = []
+        self.down = False
+
+    async def publish(self, topic: str, event: Envelope, key: str) -> None:
+        if self.down:
+            raise ConnectionError("Kafka unreachable")
+        await asyncio.sleep(0)
+        self.sent.append((topic, event, key))
+
+    def on(self, topic: str) -> list[Envelope]:
+        return [event for t, event, _ in self.sent if t == topic]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def bus() -> FakeBus:
+    return FakeBus()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
+    return Intake(
+        store=store,  # type: ignore[arg-type]
+        allocator=SequenceAllocator(FakeCounters(), block_size=50),
+        publish=bus.publish,
+        cipher=PiiCipher(b"k" * 32),
+        districts=bundled_districts(),
+        tracking_url=TRACKING_URL,
+        clock=clock,
+    )
+
+
+async def submit(intake: Intake, raw: dict[str, Any], **keys: Any) -> Any:
+    return await intake.register(intake.validate(raw), body=raw, **keys)
+
+
+async def test_a_registered_application_is_numbered_stored_and_announced(
+    intake: Intake, store: FakeStore, bus: FakeBus
+) -> None:
+    registration = await submit(intake, body(district="merkezefendi"))
+    app = registration.application
+    assert registration.answer() == {
+        "application_id": app.application_id,
+        "application_number": "20-2026-0000001-" + app.application_number[-1],
+        "status": "received",
+        "received_at": "2026-03-02T09:00:00.000+00:00",
+    }
+    assert store.apps[app.application_id].district == "Merkezefendi"
+    assert store.sealed[app.application_id] == VALID_TCKN  # the store seals it
+
+    [received] = bus.on(topics.RECEIVED)
+    assert isinstance(received, ApplicationReceived)
+    assert received.applicant.tckn_masked == "10*******46"
+    assert received.applicant.phone == "+905321234567"
+    assert received.producer == "intake"
+    [sms] = bus.on(topics.NOTIFICATION_REQUESTS)
+    assert isinstance(sms, NotificationRequest)
+    assert sms.idempotency_key == f"{app.application_id}:received:sms"
+    assert sms.template == "application_received"
+    assert sms.to == "+905321234567"
+    assert sms.params == {
+        "application_number": app.application_number,
+        "tracking_url": TRACKING_URL,
+    }
+    keys = {topic: key for topic, _, key in bus.sent}
+    assert keys == {
+        topics.RECEIVED: app.application_id,
+        topics.NOTIFICATION_REQUESTS: sms.idempotency_key,
+    }
+    assert all(VALID_TCKN not in event.model_dump_json() for _, event, _ in bus.sent)
+
+
+async def test_the_events_are_marked_published_in_a_batch(intake: Intake, store: FakeStore) -> None:
+    apps = [(await submit(intake, body())).application for _ in range(3)]
+    assert not any(store.apps[a.application_id].published for a in apps)
+    await intake.flush_published()
+    assert all(store.apps[a.application_id].published for a in apps)
+
+
+async def test_a_repeated_key_returns_the_first_answer_and_stores_nothing_new(
+    intake: Intake, store: FakeStore, bus: FakeBus
+) -> None:
+    first = await submit(intake, body(), idempotency_key="k-1")
+    await intake.flush_published()
+    again = await submit(intake, body(), idempotency_key="k-1")
+    assert again.replayed and not first.replayed
+    assert again.answer() == first.answer()
+    assert len(store.apps) == 1
+    assert len(bus.on(topics.RECEIVED)) == 1  # already published: not again
+    # The number the repeat had reserved is not lost.
+    third = await submit(intake, body())
+    assert third.application.application_number.startswith("20-2026-0000002-")
+
+
+async def test_the_same_key_with_another_body_is_a_conflict(
+    intake: Intake, store: FakeStore
+) -> None:
+    await submit(intake, body(), idempotency_key="k-2")
+    with pytest.raises(IdempotencyConflict):
+        await submit(intake, body(subject="Başka bir konu"), idempotency_key="k-2")
+    assert len(store.apps) == 1
+
+
+async def test_a_repeat_of_an_unpublished_application_publishes_it(
+    intake: Intake, store: FakeStore, bus: FakeBus
+) -> None:
+    bus.down = True
+    first = await submit(intake, body(), idempotency_key="k-3")  # stored, not announced
+    assert bus.sent == []
+    bus.down = False
+    again = await submit(intake, body(), idempotency_key="k-3")
+    assert again.application.application_id == first.application.application_id
+    assert [e.application_id for e in bus.on(topics.RECEIVED)] == [first.application.application_id]
+
+
+async def test_the_relay_republishes_what_a_crash_left_unpublished(
+    intake: Intake, store: FakeStore, bus: FakeBus, clock: Clock
+) -> None:
+    bus.down = True
+    registration = await submit(intake, body())
+    assert registration.application.application_id in store.apps  # the answer is still 201
+    bus.down = False
+    assert await intake.republish_stale() == 0  # too young: may still be on its way
+    clock.now += timedelta(seconds=6)
+    assert await intake.republish_stale() == 1
+    await intake.flush_published()
+    assert store.apps[registration.application.application_id].published
+    assert await intake.republish_stale() == 0
+    [received] = bus.on(topics.RECEIVED)
+    # Same event id as the first attempt would have had: consumers can recognise a repeat.
+    expected, _ = received_events(registration.application, TRACKING_URL)
+    assert received.event_id == expected.event_id
+
+
+async def test_a_submission_from_kafka_is_registered_once(
+    intake: Intake, store: FakeStore, bus: FakeBus
+) -> None:
+    event = ApplicationSubmitted.model_validate({**body(), "submission_id": "s-1"})
+    await intake.handle_submission(event)
+    await intake.flush_published()
+    await intake.handle_submission(event)  # redelivered
+    assert len(store.apps) == 1
+    [app] = store.apps.values()
+    assert app.submission_id == "s-1"
+    assert len(bus.on(topics.RECEIVED)) == 1
+    assert bus.on(topics.REJECTIONS) == []
+
+
+async def test_a_bad_submission_is_answered_with_a_rejection(
+    intake: Intake, store: FakeStore, bus: FakeBus
+) -> None:
+    raw = json.dumps({**body(applicant_phone="123", district="Kadıköy"), "submission_id": "s-2"})
+    await intake.handle_submission(ApplicationSubmitted.model_validate_json(raw))
+    assert store.apps == {}
+    [(topic, rejection, key)] = bus.sent
+    assert topic == topics.REJECTIONS and key == "s-2"
+    assert isinstance(rejection, SubmissionRejected)
+    assert {e.field for e in rejection.errors} == {"applicant.phone", "district"}
+    assert all(e.message for e in rejection.errors)
+
+
+async def test_a_reused_submission_id_with_another_body_is_rejected(
+    intake: Intake, store: FakeStore, bus: FakeBus
+) -> None:
+    await intake.handle_submission(
+        ApplicationSubmitted.model_validate({**body(), "submission_id": "s-3"})
+    )
+    await intake.handle_submission(
+        ApplicationSubmitted.model_validate(
+            {**body(subject="Başka bir konu"), "submission_id": "s-3"}
+        )
+    )
+    assert len(store.apps) == 1
+    [rejection] = bus.on(topics.REJECTIONS)
+    assert isinstance(rejection, SubmissionRejected)
+    assert rejection.errors[0].code == "conflict"

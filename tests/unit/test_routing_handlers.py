@@ -1,0 +1,335 @@
+"""Routing's use cases with fakes at the edges: an in-memory store and a recording publisher."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.common import topics
+from services.common.auth import Principal, Role
+from services.common.business_days import answer_deadline
+from services.common.events import (
+    ApplicantContact,
+    ApplicationReceived,
+    Envelope,
+    Status,
+    StatusChanged,
+)
+from services.common.messaging import PermanentError
+from services.common.pii import PiiCipher
+from services.routing.domain import UnknownCategory
+from services.routing.handlers import (
+    AlreadyRouted,
+    NotFound,
+    OutsideProvince,
+    Routing,
+    email_key,
+    event_id,
+)
+from services.routing.store import PENDING, ROUTED
+from services.routing.taxonomy import default_registry
+
+PHONE = "+905321234567"
+
+
+class FakeStore:
+    """The RoutingStore contract, in memory."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.fail_next_add = False
+
+    async def get(self, application_id: str) -> dict[str, Any] | None:
+        doc = self.docs.get(application_id)
+        return copy.deepcopy(doc) if doc else None
+
+    async def seen(self, application_id: str) -> bool:
+        return application_id in self.docs
+
+    async def add(self, document: dict[str, Any]) -> bool:
+        if self.fail_next_add:
+            self.fail_next_add = False
+            raise ConnectionError("database went away")
+        if document["_id"] in self.docs:
+            return False
+        self.docs[document["_id"]] = copy.deepcopy(document)
+        return True
+
+    async def claim(self, application_id: str, round_: int, routing: dict[str, Any]) -> bool:
+        doc = self.docs.get(application_id)
+        if not doc or doc["state"] != PENDING or doc["round"] != round_:
+            return False
+        doc.update(state=ROUTED, routing=routing)
+        return True
+
+    async def unclaim(self, application_id: str, round_: int) -> None:
+        doc = self.docs[application_id]
+        if doc["state"] == ROUTED and doc["round"] == round_:
+            doc.update(state=PENDING, routing=None)
+
+    async def back_to_pending(self, application_id, round_, *, pending, returns) -> bool:
+        doc = self.docs.get(application_id)
+        if not doc or doc["state"] != ROUTED or doc["round"] != round_:
+            return False
+        doc.update(
+            state=PENDING,
+            round=round_ + 1,
+            pending=pending,
+            returns=copy.deepcopy(returns),
+        )
+        return True
+
+    async def pending(self, province, limit, offset, *, district=None, application_number=None):
+        items = [
+            d
+            for d in self.docs.values()
+            if d["state"] == PENDING
+            and province in (None, d["province_code"])
+            and district in (None, d["district"])
+            and application_number in (None, d["application_number"])
+        ]
+        items.sort(key=lambda d: d["pending"]["since"])
+        return copy.deepcopy(items[offset : offset + limit]), len(items)
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Envelope, str]] = []
+        self.fail = False
+
+    async def __call__(self, topic: str, event: Envelope, key: str) -> None:
+        if self.fail:
+            raise ConnectionError("broker went away")
+        self.sent.append((topic, event, key))
+
+    def on(self, topic: str) -> list[Envelope]:
+        return [e for t, e, _ in self.sent if t == topic]
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def bus() -> Bus:
+    return Bus()
+
+
+@pytest.fixture
+def cipher() -> PiiCipher:
+    return PiiCipher(b"k" * 32)
+
+
+@pytest.fixture
+def routing(store: FakeStore, bus: Bus, cipher: PiiCipher) -> Routing:
+    return Routing(store, bus, default_registry(), cipher)  # type: ignore[arg-type]
+
+
+def received(category: str | None = "ALT-001", district: str = "Merkezefendi", **extra):
+    return ApplicationReceived(
+        application_id=extra.pop("application_id", str(uuid.uuid4())),
+        application_number="20-2026-0000123-4",
+        channel="web",
+        application_type="sikayet",
+        category_code=category,
+        province_code=extra.pop("province_code", 20),
+        district=district,
+        subject="Su kesintisi",
+        text="Mahallemizde iki gündür sular akmıyor.",
+        applicant=ApplicantContact(
+            tckn_masked="12*******90", first_name="Ayşe", last_name="Yıldırım", phone=PHONE
+        ),
+        received_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        **extra,
+    )
+
+
+officer = Principal(subject="memur.ali", role=Role.officer, province=20)
+
+
+class TestArrival:
+    async def test_known_category_is_announced_three_ways_and_stored(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received()
+        await routing.application_received(event)
+
+        app_id = event.application_id
+        assert [(t, k) for t, _, k in bus.sent] == [
+            (topics.ROUTED, app_id),
+            ("acikkapi.institution.DESKI", app_id),
+            (topics.NOTIFICATION_REQUESTS, f"{app_id}:routed:DESKI:email"),
+        ]
+        routed, assignment, email = (e for _, e, _ in bus.sent)
+        deadline = answer_deadline(event.received_at)
+        shown = {"institution_code", "routed_by", "deadline_at", "category_name", "heading_name"}
+        assert routed.model_dump(include=shown) == {
+            "institution_code": "DESKI",
+            "routed_by": "auto",
+            "deadline_at": deadline,
+            "category_name": "İçme suyu kesintisi",
+            "heading_name": "Altyapı ve Su",
+        }
+        assert assignment.applicant == event.applicant
+        assert assignment.deadline_at == deadline and assignment.category_code == "ALT-001"
+        assert email.to == "deski@acikkapi.local"
+        assert email.template == "institution_assignment"
+        assert email.params == {
+            "application_number": event.application_number,
+            "institution_name": "Denizli Su ve Kanalizasyon İdaresi (DESKİ)",
+            "category_name": "İçme suyu kesintisi",
+            "subject": "Su kesintisi",
+            "deadline_at": deadline.isoformat(),
+            "district": "Merkezefendi",
+        }
+        doc = store.docs[app_id]
+        assert doc["state"] == ROUTED and doc["routing"]["institution_code"] == "DESKI"
+        assert PHONE not in repr(doc) and "Yıldırım" not in repr(doc)
+
+    async def test_redelivery_announces_nothing_new(self, routing: Routing, bus: Bus):
+        event = received()
+        await routing.application_received(event)
+        await routing.application_received(event)
+        assert len(bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")) == 1
+
+    async def test_crash_before_the_write_replays_the_same_events(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received()
+        store.fail_next_add = True
+        with pytest.raises(ConnectionError):
+            await routing.application_received(event)
+        await routing.application_received(event)
+        first, second = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
+        assert first.event_id == second.event_id == event_id(event.application_id, 0, "assignment")
+        assert store.docs[event.application_id]["state"] == ROUTED
+
+    async def test_without_category_it_waits_for_an_officer(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received(category=None)
+        await routing.application_received(event)
+        (waiting,) = bus.on(topics.ROUTED)
+        assert waiting.event_type == "application.awaiting_routing"
+        assert "kategori belirtilmemiş" in waiting.reason
+        assert not bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
+        items, total = await routing.pending(officer, 50, 0)
+        assert total == 1
+        assert items[0].suggestions[0].category_code == "ALT-001"
+        assert items[0].excerpt == event.text
+
+    async def test_naive_receipt_time_can_never_be_handled(self, routing: Routing):
+        event = received()
+        event.received_at = event.received_at.replace(tzinfo=None)
+        with pytest.raises(PermanentError):
+            await routing.application_received(event)
+
+
+class TestOfficer:
+    async def test_routes_a_waiting_application_like_the_automatic_path(
+        self, routing: Routing, bus: Bus
+    ):
+        event = received(category=None, district="Pamukkale")
+        await routing.application_received(event)
+        record = await routing.route_by_officer(event.application_id, "NUF-012", officer)
+        assert record.institution_code == "PAMUKKALE-KYM"
+        assert (record.routed_by, record.officer) == ("officer", "memur.ali")
+        (assignment,) = bus.on(f"{topics.INSTITUTION_PREFIX}PAMUKKALE-KYM")
+        assert assignment.category_name == "Muhtarlık işleri"
+        assert assignment.applicant.phone == PHONE  # restored from the sealed copy
+        routed = [e for e in bus.on(topics.ROUTED) if e.event_type == "application.routed"]
+        assert routed[0].officer == "memur.ali"
+        assert (await routing.pending(officer, 50, 0))[1] == 0
+
+    async def test_refusals(self, routing: Routing):
+        event = received(category=None)
+        await routing.application_received(event)
+        with pytest.raises(NotFound):
+            await routing.route_by_officer("nope", "ALT-001", officer)
+        with pytest.raises(UnknownCategory):
+            await routing.route_by_officer(event.application_id, "XYZ-001", officer)
+        elsewhere = Principal(subject="izmir", role=Role.officer, province=35)
+        with pytest.raises(OutsideProvince):
+            await routing.route_by_officer(event.application_id, "ALT-001", elsewhere)
+        await routing.route_by_officer(event.application_id, "ALT-001", officer)
+        with pytest.raises(AlreadyRouted):
+            await routing.route_by_officer(event.application_id, "ALT-002", officer)
+
+    async def test_an_unpublished_decision_is_undone(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received(category=None)
+        await routing.application_received(event)
+        bus.fail = True
+        with pytest.raises(ConnectionError):
+            await routing.route_by_officer(event.application_id, "ALT-001", officer)
+        assert store.docs[event.application_id]["state"] == PENDING
+        bus.fail = False
+        assert (await routing.route_by_officer(event.application_id, "ALT-001", officer)).routed_by
+
+    async def test_queue_is_limited_to_the_officers_province(self, routing: Routing):
+        await routing.application_received(received(category=None))
+        await routing.application_received(
+            received(category=None, province_code=35, district="Bornova")
+        )
+        assert (await routing.pending(officer, 50, 0))[1] == 1
+        everywhere = Principal(subject="admin", role=Role.admin, province=20)
+        assert (await routing.pending(everywhere, 50, 0))[1] == 2
+        assert (await routing.pending(everywhere, 50, 0, district="Bornova"))[1] == 1
+
+
+def returned(event: ApplicationReceived, at: datetime, institution: str = "DESKI") -> StatusChanged:
+    return StatusChanged(
+        application_id=event.application_id,
+        application_number=event.application_number,
+        status=Status.returned,
+        previous_status=Status.opened,
+        at=at,
+        institution_code=institution,
+        reason="Konu belediyenin görev alanında.",
+    )
+
+
+class TestReturn:
+    async def test_a_return_puts_it_back_in_the_queue_once(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received()
+        await routing.application_received(event)
+        back = returned(event, datetime.now(UTC) + timedelta(seconds=1))
+        await routing.status_changed(back)
+        await routing.status_changed(back)  # a redelivery
+
+        doc = store.docs[event.application_id]
+        assert (doc["state"], doc["round"]) == (PENDING, 1)
+        waiting = [e for e in bus.on(topics.ROUTED) if e.event_type != "application.routed"]
+        assert len(waiting) == 1 and "iade etti" in waiting[0].reason
+        assert "Gerekçe: Konu belediyenin görev alanında." in waiting[0].reason
+        (item,), _ = await routing.pending(officer, 50, 0)
+        assert item.returned_by == "DESKI"
+        assert "ALT-001" not in [s.category_code for s in item.suggestions]
+
+        record = await routing.route_by_officer(event.application_id, "ALT-002", officer)
+        assert record.institution_code == "DESKI"
+        emails = [k for t, _, k in bus.sent if t == topics.NOTIFICATION_REQUESTS]
+        assert emails == [
+            email_key(event.application_id, "DESKI", 0),
+            f"{event.application_id}:routed:DESKI:email:1",
+        ]
+
+    async def test_stale_or_foreign_returns_are_ignored(self, routing: Routing, store: FakeStore):
+        event = received()
+        await routing.application_received(event)
+        await routing.status_changed(returned(event, datetime(2020, 1, 1, tzinfo=UTC)))
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        await routing.status_changed(returned(event, later, institution="DENIZLI-BB"))
+        await routing.status_changed(
+            returned(event, later).model_copy(update={"status": Status.opened})
+        )
+        assert store.docs[event.application_id]["state"] == ROUTED
+        await routing.status_changed(returned(received(), later))  # never seen here

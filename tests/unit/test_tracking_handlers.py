@@ -1,0 +1,254 @@
+"""Tracking's use cases with fakes at the edges: the store and the bus."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common import topics
+from services.common.events import (
+    ApplicantContact,
+    ApplicationReceived,
+    ApplicationResponse,
+    ApplicationRouted,
+    Envelope,
+    Outcome,
+    RoutingOutcome,
+    Status,
+)
+from services.common.messaging import PermanentError
+from services.common.pii import PiiCipher
+from services.common.settings import Settings
+from services.tracking import domain
+from services.tracking.handlers import MAX_MISSES, NotFound, TooManyAttempts, Tracking
+from services.tracking.store import MISS_WINDOW
+
+APP = "app-42"
+NUMBER = "20-2026-0000042-7"
+NUMBER_KEY = "20202600000427"
+PHONE = "+905551234567"
+T0 = datetime(2026, 3, 16, 7, 0, tzinfo=UTC)
+
+
+class FakeStore:
+    """Same contract as ApplicationStore: conditional writes by version."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, domain.Application] = {}
+        self.misses: list[tuple[str, datetime]] = []
+        self.writes = 0
+
+    async def get(self, application_id: str) -> domain.Application | None:
+        return self.apps.get(application_id)
+
+    async def by_number(self, number_key: str) -> domain.Application | None:
+        for app in self.apps.values():
+            if app.application_number.replace("-", "") == number_key:
+                return app
+        return None
+
+    async def save(self, state: domain.Application, expected_version: int) -> bool:
+        current = self.apps.get(state.application_id)
+        if (current.version if current else 0) != expected_version:
+            return False
+        self.writes += 1
+        self.apps[state.application_id] = replace(state, version=expected_version + 1)
+        return True
+
+    async def claim_due(self, due: str, now: datetime, lease_seconds: float):
+        for app in self.apps.values():
+            when = getattr(app, due)
+            if when is not None and when <= now:
+                return app
+        return None
+
+    async def recent_misses(self, number_key: str, now: datetime) -> int:
+        return sum(1 for k, at in self.misses if k == number_key and at > now - MISS_WINDOW)
+
+    async def record_miss(self, number_key: str, now: datetime) -> None:
+        self.misses.append((number_key, now))
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Envelope, str | None]] = []
+        self.fail_next = 0
+
+    async def __call__(self, topic: str, event: Envelope, key: str | None) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise OSError("broker went away")
+        self.sent.append((topic, event, key))
+
+    def on(self, topic: str) -> list[Envelope]:
+        return [event for t, event, _ in self.sent if t == topic]
+
+
+@pytest.fixture
+def cipher() -> PiiCipher:
+    return PiiCipher(b"k" * 32)
+
+
+@pytest.fixture
+def world(cipher: PiiCipher) -> tuple[Tracking, FakeStore, Bus]:
+    store, bus = FakeStore(), Bus()
+    tracking = Tracking(
+        store,  # type: ignore[arg-type]
+        bus,
+        cipher,
+        Settings(public_tracking_url="https://takip.example/takip"),
+        response_grace_seconds=0.2,
+    )
+    return tracking, store, bus
+
+
+def received() -> ApplicationReceived:
+    return ApplicationReceived(
+        application_id=APP,
+        application_number=NUMBER,
+        channel="mobile",
+        application_type="istek",
+        province_code=20,
+        district="Pamukkale",
+        subject="Park bakımı",
+        text="Parktaki banklar kırık.",
+        applicant=ApplicantContact(
+            tckn_masked="12*******90", first_name="Mehmet", last_name="Demir", phone=PHONE
+        ),
+        received_at=T0,
+    )
+
+
+def routed(institution: str = "PAMUKKALE-BLD") -> ApplicationRouted:
+    return ApplicationRouted(
+        application_id=APP,
+        application_number=NUMBER,
+        category_code="PARK",
+        heading_code="CEVRE",
+        institution_code=institution,
+        institution_kind="BELEDIYE",
+        institution_name="Pamukkale Belediyesi",
+        routed_by="auto",
+        deadline_at=datetime(2026, 3, 26, 20, 59, 59, tzinfo=UTC),
+    )
+
+
+def response(institution: str = "PAMUKKALE-BLD") -> ApplicationResponse:
+    return ApplicationResponse(
+        application_id=APP, institution_code=institution, outcome=Outcome.olumlu, text="Onarıldı."
+    )
+
+
+async def test_the_phone_is_kept_sealed_and_only_a_salted_index_of_its_last_digits(world, cipher):
+    tracking, store, _ = world
+    await tracking.on_received(received())
+    app = store.apps[APP]
+    assert app.phone_enc is not None and PHONE not in app.phone_enc
+    assert cipher.decrypt(app.phone_enc) == PHONE
+    assert app.phone_index not in (None, "4567") and "4567" not in app.phone_index
+    assert app.phone_index == tracking.phone_index(APP, "4567")
+    assert tracking.phone_index("other-app", "4567") != app.phone_index
+
+
+async def test_one_write_per_event(world):
+    tracking, store, _ = world
+    await tracking.on_received(received())
+    await tracking.on_routed(RoutingOutcome(routed()))
+    assert store.writes == 2
+
+
+async def test_a_crash_between_write_and_publish_is_repaired_by_the_redelivery(world):
+    tracking, store, bus = world
+    await tracking.on_received(received())
+    event = RoutingOutcome(routed())
+    bus.fail_next = 1
+    with pytest.raises(OSError):
+        await tracking.on_routed(event)
+    assert store.apps[APP].status is Status.routed  # written, not announced
+    assert bus.on(topics.STATUS)[-1].status is Status.received
+    await tracking.on_routed(event)  # Kafka delivers it again
+    announced = bus.on(topics.STATUS)[-1]
+    assert announced.status is Status.routed
+    assert announced.event_id == domain.transition_event_id(APP, Status.routed, 0)
+    # ...and a further repeat gives the very same event, recognisable downstream.
+    await tracking.on_routed(event)
+    assert bus.on(topics.STATUS)[-1].event_id == announced.event_id
+
+
+async def test_the_answer_goes_to_the_applicants_phone(world):
+    tracking, _, bus = world
+    await tracking.on_received(received())
+    await tracking.on_routed(RoutingOutcome(routed()))
+    await tracking.on_response(response())
+    (sms,) = bus.on(topics.NOTIFICATION_REQUESTS)
+    assert sms.to == PHONE and sms.idempotency_key == f"{APP}:answered:sms"
+    assert sms.params["outcome_label"] == "olumlu"
+    assert sms.params["tracking_url"] == "https://takip.example/takip"
+
+
+async def test_a_response_from_another_institution_is_dead_lettered(world):
+    tracking, store, _ = world
+    await tracking.on_received(received())
+    await tracking.on_routed(RoutingOutcome(routed()))
+    with pytest.raises(PermanentError, match="assigned to PAMUKKALE-BLD, not to MEB"):
+        await tracking.on_response(response("MEB"))
+    assert store.apps[APP].status is Status.routed
+
+
+async def test_a_response_for_an_unrouted_application_waits_then_gives_up(world):
+    tracking, _, _ = world
+    await tracking.on_received(received())
+    with pytest.raises(PermanentError, match="not been routed"):
+        await tracking.on_response(response())
+
+
+async def test_the_look_up_needs_the_right_digits_and_locks_after_repeated_misses(world):
+    tracking, _, _ = world
+    await tracking.on_received(received())
+    assert (await tracking.track(NUMBER_KEY, "4567", T0)).application_id == APP
+    with pytest.raises(NotFound):
+        await tracking.track(NUMBER_KEY, "0000", T0)
+    for _ in range(MAX_MISSES - 1):
+        with pytest.raises(NotFound):
+            await tracking.track(NUMBER_KEY, "1111", T0)
+    with pytest.raises(TooManyAttempts):
+        await tracking.track(NUMBER_KEY, "4567", T0)
+    # The lock wears off.
+    later = T0 + MISS_WINDOW + timedelta(seconds=1)
+    assert (await tracking.track(NUMBER_KEY, "4567", later)).application_id == APP
+
+
+async def test_unknown_numbers_lock_the_same_way_so_nothing_tells_them_apart(world):
+    tracking, _, _ = world
+    unknown = "20202600009999"
+    for _ in range(MAX_MISSES):
+        with pytest.raises(NotFound):
+            await tracking.track(unknown, "4567", T0)
+    with pytest.raises(TooManyAttempts):
+        await tracking.track(unknown, "4567", T0)
+
+
+async def test_the_watcher_flags_a_missed_deadline_and_publishes_it(world):
+    tracking, store, bus = world
+    await tracking.on_received(received())
+    await tracking.on_routed(RoutingOutcome(routed()))
+    deadline = store.apps[APP].deadline_at
+    assert deadline is not None
+    assert await tracking.check_deadlines(deadline + timedelta(minutes=1)) == 1
+    assert store.apps[APP].overdue
+    (missed,) = bus.on(topics.DEADLINES)
+    assert missed.kind == "missed" and missed.institution_code == "PAMUKKALE-BLD"
+    assert bus.on(topics.STATUS)[-1].overdue
+    assert await tracking.check_deadlines(deadline + timedelta(minutes=2)) == 0
+
+
+async def test_returning_refuses_another_institution(world):
+    tracking, _, _ = world
+    await tracking.on_received(received())
+    await tracking.on_routed(RoutingOutcome(routed()))
+    with pytest.raises(NotFound):
+        await tracking.return_application("MEB", APP, reason="bizim değil", now=T0)
+    back = await tracking.return_application("PAMUKKALE-BLD", APP, reason="bizim değil", now=T0)
+    assert back.status is Status.returned
