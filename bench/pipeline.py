@@ -32,11 +32,12 @@ import uuid
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from services.common.messaging import topic_partitions
 from tests.support import valid_tckn
 
 SERVICES = ("intake", "routing", "tracking", "notification", "reporting")
@@ -138,9 +139,7 @@ async def steady_latency(args, category: str | None) -> dict[str, float]:
             for t in await consumer.topics()
             if t.startswith("acikkapi.institution.") and not t.endswith(".dlq")
         ]
-        partitions = [
-            TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())
-        ]
+        partitions = await topic_partitions(args.bootstrap, names)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets before the first request is sent

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.common import messaging, topics
+from services.common.auth import Role
 from services.common.settings import Settings
+from tests.support import bearer
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +77,119 @@ async def consume_until(
     finally:
         await consumer.stop()
     raise AssertionError(f"no matching message on {topic} within {timeout}s")
+
+
+async def topic_partitions(bootstrap: str, names: list[str]) -> list[TopicPartition]:
+    """Every partition of the topics, each of which must exist."""
+    partitions = await messaging.topic_partitions(bootstrap, names)
+    missing = set(names) - {tp.topic for tp in partitions}
+    assert not missing, f"no such topics on the broker: {sorted(missing)}"
+    return partitions
+
+
+async def start_group_at_end(bootstrap: str, group: str, names: list[str]) -> None:
+    """Commit a fresh consumer group's offsets at the topics' current end, so the service under
+    test handles only what the test produces, not everything earlier runs left on them."""
+    partitions = await topic_partitions(bootstrap, names)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def fresh_consumer_group(
+    bootstrap: str, service: str, consumes: list[str], produces: Sequence[str] = ()
+) -> str:
+    """A consumer group of its own for a service under test, starting at the end of the topics
+    it consumes. The topics (and the dead-letter topics of those it consumes) are made sure of
+    first, with the partition counts the stack gives them."""
+    for name in [*consumes, *produces]:
+        await create_topics(bootstrap, [name], partitions=topics.PARTITIONS[name])
+    await create_topics(bootstrap, [topics.dlq(t) for t in consumes], topics.DLQ_PARTITIONS)
+    group = f"test-{service}-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(bootstrap, group, consumes)
+    return group
+
+
+class Tap:
+    """Reads topics from where they ended when the tap started into memory, so a test can wait
+    for what it caused without replaying what other runs produced. Use it with `async with`, or
+    call `start()` and `stop()`."""
+
+    def __init__(self, bootstrap: str, names: list[str]) -> None:
+        self._bootstrap = bootstrap
+        self._names = names
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self._partitions: list[TopicPartition] = []
+        self._task: asyncio.Task[None] | None = None
+        self.seen: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    async def start(self) -> None:
+        self._partitions = await topic_partitions(self._bootstrap, self._names)
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_end(*self._partitions)
+        for tp in self._partitions:
+            await self._consumer.position(tp)  # fix the start now, before the test produces
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> Tap:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        async for record in self._consumer:
+            try:
+                value = json.loads(record.value or b"")
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                key = record.key.decode() if record.key else None
+                self.seen.append((record.topic, key, value))
+
+    async def wait_for(
+        self, topic: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The key and body of the first message on `topic` that satisfies `predicate`."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for seen_topic, key, value in self.seen:
+                    if seen_topic == topic and predicate(value):
+                        return key, value
+                await asyncio.sleep(0.05)
+
+    def count(self, topic: str, predicate: Callable[[dict[str, Any]], bool]) -> int:
+        return sum(1 for t, _, v in self.seen if t == topic and predicate(v))
+
+    async def caught_up(self, timeout: float = 20) -> None:
+        """Wait until the tap has read everything that is on its topics now."""
+        ends = await self._consumer.end_offsets(self._partitions)
+        async with asyncio.timeout(timeout):
+            while [tp for tp, end in ends.items() if await self._consumer.position(tp) < end]:
+                await asyncio.sleep(0.05)
+
+
+@dataclass
+class ServiceUnderTest:
+    """A service running in the test process: a client for its HTTP API and its settings."""
+
+    http: httpx.AsyncClient
+    settings: Settings
+
+    def token(self, role: Role, institution: str | None = None) -> dict[str, str]:
+        return bearer(self.settings, role, institution=institution)

@@ -1,5 +1,5 @@
-"""Small helpers for tests that read what the real stack produced: valid TC Kimlik Nos, the
-SMS the fake SMSC received and the e-mail the SMTP sink kept.
+"""Small helpers for tests: valid TC Kimlik Nos and staff tokens to send, and readers for what
+the real stack produced, the SMS the fake SMSC received and the e-mail the SMTP sink kept.
 
 How fakesmsc prints: it logs (on stderr, so the stack redirects `2>&1` into fakesmsc.out) one
 line per message it received from the bearerbox:
@@ -23,15 +23,28 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from stdnum.tr import tckimlik
+
+from services.common.auth import Role, issue_token
+from services.common.settings import Settings
 
 
 def valid_tckn(rng: random.Random) -> str:
     """A TC Kimlik No that passes the checksum (never a real person's: generated at random)."""
     first9 = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(8))
     return first9 + tckimlik.calc_check_digits(first9)
+
+
+def bearer(
+    settings: Settings, role: Role, *, subject: str | None = None, **claims: Any
+) -> dict[str, str]:
+    """Headers for a staff member with `role` (by default named `test-<role>`, which is what the
+    services then record as the officer or institution that acted)."""
+    token = issue_token(settings, subject=subject or f"test-{role.value}", role=role, **claims)
+    return {"Authorization": f"Bearer {token}"}
 
 
 _LINE = re.compile(

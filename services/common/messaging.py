@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -220,6 +222,25 @@ def _validation_reason(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "(gövde)"
         parts.append(f"{loc}: {err.get('msg')}")
     return "; ".join(parts)
+
+
+async def topic_partitions(bootstrap: str, names: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of existing topics among `names`, from the cluster's metadata.
+
+    A consumer knows the partitions of the topics it follows only, hence the admin client.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        if t.get("error_code", 0) == 0
+        for p in t.get("partitions", [])
+    ]
 
 
 def declare_publisher(broker: KafkaBroker, topic: str, model: type[BaseModel], description: str):

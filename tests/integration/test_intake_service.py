@@ -14,20 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
 from services.common import topics
 from services.common.application_number import format_number, parse_number
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.intake.app import build_app
 from services.intake.domain import RegisteredApplication
 from services.intake.handlers import Intake
 from services.intake.store import ApplicationStore
-from tests.conftest import create_topics, produce
+from tests.conftest import ServiceUnderTest, Tap, fresh_consumer_group, produce
 from tests.unit.test_intake_rules import VALID_TCKN, body
 
 pytestmark = pytest.mark.integration
@@ -36,89 +34,8 @@ OUTPUTS = [topics.RECEIVED, topics.NOTIFICATION_REQUESTS, topics.REJECTIONS]
 DLQ = topics.dlq(topics.SUBMISSIONS)
 
 
-class Tap:
-    """Reads topics from their current end into memory, so a test can wait for its own events
-    without replaying what other runs produced."""
-
-    def __init__(self, bootstrap: str, names: list[str]) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-        )
-        self._bootstrap = bootstrap
-        self._names = names
-        self.seen: list[tuple[str, str | None, dict[str, Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        partitions = await partitions_of(self._bootstrap, self._names)
-        await self._consumer.start()
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await self._consumer.position(tp)  # fix the start now, before the tests produce
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async for record in self._consumer:
-            try:
-                value = json.loads(record.value)
-            except ValueError:
-                continue
-            key = record.key.decode() if record.key else None
-            self.seen.append((record.topic, key, value))
-
-    async def wait_for(
-        self, topic: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20
-    ) -> tuple[str | None, dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for seen_topic, key, value in self.seen:
-                    if seen_topic == topic and predicate(value):
-                        return key, value
-                await asyncio.sleep(0.05)
-
-    def count(self, topic: str, predicate: Callable[[dict[str, Any]], bool]) -> int:
-        return sum(1 for t, _, v in self.seen if t == topic and predicate(v))
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        await self._consumer.stop()
-
-
-async def partitions_of(bootstrap: str, names: list[str]) -> list[TopicPartition]:
-    """Every partition of the topics, however they were created (a consumer only knows the
-    partitions of topics it already follows)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(topic["topic"], partition["partition"])
-        for topic in described
-        for partition in topic["partitions"]
-    ]
-
-
-async def skip_history(bootstrap: str, group: str, name: str) -> None:
-    """The test's own consumer group starts at the end of the shared submissions topic."""
-    partitions = await partitions_of(bootstrap, [name])
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-
-
 @dataclass
-class Service:
-    http: httpx.AsyncClient
-    settings: Settings
+class Service(ServiceUnderTest):
     tap: Tap
     intake: Intake
     mongo: AsyncMongoClient
@@ -127,21 +44,11 @@ class Service:
     def applications(self) -> Any:
         return self.mongo[self.settings.database_name("intake")]["intake_applications"]
 
-    def token(self, role: Role, institution: str | None = None) -> dict[str, str]:
-        token = issue_token(
-            self.settings, subject=f"test-{role.value}", role=role, institution=institution
-        )
-        return {"Authorization": f"Bearer {token}"}
-
 
 @pytest.fixture(scope="module")
 async def service(settings: Settings) -> AsyncIterator[Service]:
     bootstrap = settings.kafka_bootstrap
-    for name in [topics.SUBMISSIONS, *OUTPUTS]:
-        await create_topics(bootstrap, [name], partitions=topics.PARTITIONS[name])
-    await create_topics(bootstrap, [DLQ])
-    group = f"test-intake-{uuid.uuid4().hex[:8]}"
-    await skip_history(bootstrap, group, topics.SUBMISSIONS)
+    group = await fresh_consumer_group(bootstrap, "intake", [topics.SUBMISSIONS], OUTPUTS)
     tap = Tap(bootstrap, [*OUTPUTS, DLQ])
     await tap.start()
     app = build_app(settings, consumer_group=group)
@@ -159,6 +66,15 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
 
 def of_application(application_id: str) -> Callable[[dict[str, Any]], bool]:
     return lambda event: event.get("application_id") == application_id
+
+
+async def a_follow_up_is_registered(service: Service, key: str) -> None:
+    """Submit a valid application under `key` (so on the same partition, after whatever went
+    before with that key) and wait until it is announced as received."""
+    follow_up = f"sub-{uuid.uuid4()}"
+    message = {**body(), "submission_id": follow_up}
+    await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, message, key)
+    await service.tap.wait_for(topics.RECEIVED, lambda e: e.get("submission_id") == follow_up)
 
 
 async def test_an_application_is_registered_and_announced(service: Service) -> None:
@@ -336,14 +252,7 @@ async def test_a_submission_on_kafka_is_registered_once(service: Service) -> Non
 
     await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, message, submission_id)
     # Same key, same partition: once this one is through, so is the redelivery.
-    follow_up = f"sub-{uuid.uuid4()}"
-    await produce(
-        service.settings.kafka_bootstrap,
-        topics.SUBMISSIONS,
-        {**body(), "submission_id": follow_up},
-        submission_id,
-    )
-    await service.tap.wait_for(topics.RECEIVED, lambda e: e.get("submission_id") == follow_up)
+    await a_follow_up_is_registered(service, submission_id)
     assert await service.applications.count_documents({"submission_id": submission_id}) == 1
 
 
@@ -367,14 +276,7 @@ async def test_an_undecodable_submission_goes_to_the_dead_letter_topic(service: 
     assert letter["original"] == "<xml/>"
     assert letter["error_type"] == "invalid_message"
     # ... and the consumer carries on.
-    follow_up = f"sub-{uuid.uuid4()}"
-    await produce(
-        service.settings.kafka_bootstrap,
-        topics.SUBMISSIONS,
-        {**body(), "submission_id": follow_up},
-        key,
-    )
-    await service.tap.wait_for(topics.RECEIVED, lambda e: e.get("submission_id") == follow_up)
+    await a_follow_up_is_registered(service, key)
 
 
 async def test_the_relay_publishes_what_a_crash_left_behind(service: Service) -> None:

@@ -102,3 +102,40 @@ async def test_offsets_are_committed_only_after_the_handler_finishes(settings: S
     finally:
         await second.stop()
     assert done == [1]
+
+
+async def test_dead_letters_are_replayed_from_the_source_topic_once_the_cause_is_fixed(
+    settings: Settings,
+):
+    from services.common import dlq
+
+    topic = f"test.replay.{uuid.uuid4().hex[:8]}"
+    await create_topics(settings.kafka_bootstrap, [topic, topics.dlq(topic)])
+    fixed = {"now": False}
+    handled: list[int] = []
+
+    async def handle(event: Ping) -> None:
+        if not fixed["now"]:
+            raise RuntimeError("taxonomy not deployed yet")
+        handled.append(event.n)
+
+    broker = messaging.make_broker(settings, "testsvc")
+    messaging.subscribe(
+        broker, topic, Ping, handle, service="testsvc", settings=settings, group_id=f"g-{topic}"
+    )
+    await broker.start()
+    try:
+        await produce(settings.kafka_bootstrap, topic, {"n": 5, "tckn": "10000000146"}, key="k")
+        await consume_until(settings.kafka_bootstrap, topics.dlq(topic), lambda b: True)
+        letters = [letter async for letter in dlq.read_letters(settings, topic)]
+        assert [(letter.key, letter.error_type) for letter in letters] == [("k", "handler_failed")]
+        assert "10000000146" not in letters[0].original
+
+        fixed["now"] = True
+        replayed, missing = await dlq.replay(settings, topic, limit=None)
+        assert (replayed, missing) == (1, 0)
+        async with asyncio.timeout(20):
+            while handled != [5]:
+                await asyncio.sleep(0.05)
+    finally:
+        await broker.stop()

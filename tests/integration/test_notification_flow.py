@@ -17,23 +17,21 @@ import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common import topics
 from services.common.application_number import format_number
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.events import NotificationRequest
 from services.common.settings import Settings
 from services.notification import domain
 from services.notification.app import build_app
-from tests.conftest import consume_until, create_topics, produce
+from tests.conftest import ServiceUnderTest, consume_until, fresh_consumer_group, produce
 from tests.support import FakeSms, read_fakesmsc, read_maildir
 
 pytestmark = pytest.mark.integration
@@ -51,50 +49,20 @@ TRACKING_URL = "http://127.0.0.1:8003/takip"
 PHONE = "+905321234567"
 
 
-@dataclass
-class Service:
-    settings: Settings
-    client: httpx.AsyncClient
-
-    def token(self, role: Role, institution: str | None = None) -> dict[str, str]:
-        token = issue_token(self.settings, subject="test", role=role, institution=institution)
-        return {"Authorization": f"Bearer {token}"}
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-async def park_group_at_end(bootstrap: str, topic: str, group: str) -> None:
-    """Commit the group's offsets at the topic's end, so it starts with what comes next."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in await producer.partitions_for(topic)]
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
-
-
 @pytest.fixture(scope="module")
-async def service(settings: Settings) -> AsyncIterator[Service]:
-    requests = topics.NOTIFICATION_REQUESTS
-    for topic in (requests, topics.NOTIFICATION_RESULTS):
-        await create_topics(settings.kafka_bootstrap, [topic], topics.PARTITIONS[topic])
-    await create_topics(settings.kafka_bootstrap, [topics.dlq(requests)], topics.DLQ_PARTITIONS)
-    group = f"test-notification-{uuid.uuid4().hex[:8]}"
-    await park_group_at_end(settings.kafka_bootstrap, requests, group)
+async def service(settings: Settings) -> AsyncIterator[ServiceUnderTest]:
+    group = await fresh_consumer_group(
+        settings.kafka_bootstrap,
+        "notification",
+        [topics.NOTIFICATION_REQUESTS],
+        [topics.NOTIFICATION_RESULTS],
+    )
 
     port = free_port()
     service_settings = settings.model_copy(update={"sms_dlr_base_url": f"http://127.0.0.1:{port}"})
@@ -108,7 +76,7 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
             while not (server.started and app.state.runtime.started.is_set()):
                 await asyncio.sleep(0.05)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield Service(service_settings, client)
+            yield ServiceUnderTest(client, service_settings)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
@@ -159,7 +127,7 @@ async def wait_for_sms(predicate: Callable[[FakeSms], bool], timeout: float = 20
             await asyncio.sleep(0.2)
 
 
-async def test_sms_is_sent_once_and_delivered(service: Service):
+async def test_sms_is_sent_once_and_delivered(service: ServiceUnderTest):
     settings = service.settings
     number = unique_number()
     request = sms_request(number)
@@ -176,7 +144,7 @@ async def test_sms_is_sent_once_and_delivered(service: Service):
     delivered = await result(settings, key, "delivered")
     assert delivered["application_number"] == number
 
-    response = await service.client.get(
+    response = await service.http.get(
         f"/api/v1/notifications/{key}", headers=service.token(Role.supervisor)
     )
     assert response.status_code == 200, response.text
@@ -196,7 +164,7 @@ async def test_sms_is_sent_once_and_delivered(service: Service):
     assert len([m for m in read_fakesmsc(FAKESMSC_OUT) if number in m.text]) == 1
 
 
-async def test_email_arrives_with_its_turkish_subject(service: Service):
+async def test_email_arrives_with_its_turkish_subject(service: ServiceUnderTest):
     settings = service.settings
     number = unique_number()
     application_id = str(uuid.uuid4())
@@ -242,7 +210,7 @@ async def test_email_arrives_with_its_turkish_subject(service: Service):
     assert "<strong>02.03.2026 12:30</strong>" in html.get_content()
 
 
-async def test_unknown_template_goes_to_the_dead_letter_topic(service: Service):
+async def test_unknown_template_goes_to_the_dead_letter_topic(service: ServiceUnderTest):
     settings = service.settings
     request = sms_request(unique_number()).model_copy(update={"template": "no_such_template"})
     await send(settings, request)
@@ -254,28 +222,28 @@ async def test_unknown_template_goes_to_the_dead_letter_topic(service: Service):
     )
     assert letter["error_type"] == "unprocessable"
     assert "Bilinmeyen şablon" in letter["reason"] and "no_such_template" in letter["reason"]
-    response = await service.client.get(
+    response = await service.http.get(
         f"/api/v1/notifications/{request.idempotency_key}", headers=service.token(Role.admin)
     )
     assert response.status_code == 404
 
 
-async def test_callbacks_and_state_are_guarded(service: Service):
+async def test_callbacks_and_state_are_guarded(service: ServiceUnderTest):
     key = "no-such-notification:received:sms"
     secret = domain.dlr_secret(service.settings.jwt_secret)
     dlr = "/api/v1/sms/dlr"
-    unsigned = await service.client.get(dlr, params={"key": key, "status": 1})
+    unsigned = await service.http.get(dlr, params={"key": key, "status": 1})
     assert unsigned.status_code == 403
     assert unsigned.json()["errors"][0]["code"] == "forbidden"
     wrong = domain.dlr_signature(secret, "another-key")
-    forged = await service.client.get(dlr, params={"key": key, "status": 1, "sig": wrong})
+    forged = await service.http.get(dlr, params={"key": key, "status": 1, "sig": wrong})
     assert forged.status_code == 403
     signed = {"key": key, "status": 1, "sig": domain.dlr_signature(secret, key)}
-    assert (await service.client.get(dlr, params=signed)).status_code == 404
-    bad_status = await service.client.get(dlr, params={**signed, "status": "teslim"})
+    assert (await service.http.get(dlr, params=signed)).status_code == 404
+    bad_status = await service.http.get(dlr, params={**signed, "status": "teslim"})
     assert bad_status.status_code == 422
 
     state = f"/api/v1/notifications/{key}"
-    assert (await service.client.get(state)).status_code == 401
+    assert (await service.http.get(state)).status_code == 401
     institution = service.token(Role.institution, institution="PAMUKKALE_BLD")
-    assert (await service.client.get(state, headers=institution)).status_code == 403
+    assert (await service.http.get(state, headers=institution)).status_code == 403

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from services.common import topics
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.business_days import ISTANBUL, business_days_between
 from services.common.events import (
     ApplicantContact,
@@ -27,44 +27,17 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.reporting.app import build_app
-from tests.conftest import consume_until, create_topics
+from tests.conftest import consume_until, fresh_consumer_group
+from tests.support import bearer
 
 pytestmark = pytest.mark.integration
 
 SOURCES = [topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES]
 
 
-async def skip_history(bootstrap: str, group: str, names: list[str]) -> None:
-    """Start a fresh consumer group at the end of the shared topics: the test's own events are
-    all it needs, and replaying everything other runs produced would only cost time."""
-    probe = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None)
-    await probe.start()
-    try:
-        partitions = [
-            TopicPartition(name, p) for name in names for p in probe.partitions_for_topic(name)
-        ]
-        ends = await probe.end_offsets(partitions)
-    finally:
-        await probe.stop()
-    committer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await committer.start()
-    try:
-        committer.assign(partitions)
-        await committer.commit(ends)
-    finally:
-        await committer.stop()
-
-
 @pytest.fixture(scope="module")
 async def reporting(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    await create_topics(
-        settings.kafka_bootstrap, SOURCES, partitions=max(topics.PARTITIONS[t] for t in SOURCES)
-    )
-    await create_topics(settings.kafka_bootstrap, [topics.dlq(t) for t in SOURCES])
-    group = f"test-reporting-{uuid.uuid4().hex[:8]}"
-    await skip_history(settings.kafka_bootstrap, group, SOURCES)
+    group = await fresh_consumer_group(settings.kafka_bootstrap, "reporting", SOURCES)
     app = build_app(settings, consumer_group=group)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.runtime.started.wait(), 60)
@@ -75,8 +48,7 @@ async def reporting(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="module")
 def staff(settings: Settings) -> dict[str, str]:
-    token = issue_token(settings, subject="test-vali-yardimcisi", role=Role.supervisor)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(settings, Role.supervisor, subject="test-vali-yardimcisi")
 
 
 async def send(bootstrap: str, items: list[tuple[str, Envelope | bytes, str]]) -> None:
@@ -301,15 +273,15 @@ async def test_bad_questions_are_answered_in_turkish(
         assert response.json()["errors"][0]["field"] == "province_code"
 
     assert (await reporting.get(url)).status_code == 401
-    institution = issue_token(settings, subject="deski", role=Role.institution, institution="X1")
-    forbidden = await reporting.get(url, headers={"Authorization": f"Bearer {institution}"})
+    institution = bearer(settings, Role.institution, subject="deski", institution="X1")
+    forbidden = await reporting.get(url, headers=institution)
     assert forbidden.status_code == 403
-    officer = issue_token(settings, subject="memur", role=Role.officer)
+    officer = bearer(settings, Role.officer, subject="memur")
     assert (
         await reporting.get(
             url,
             params={"province_code": 20, "from": "1990-01-01", "to": "1990-01-01"},
-            headers={"Authorization": f"Bearer {officer}"},
+            headers=officer,
         )
     ).json()["total"] == 0
 

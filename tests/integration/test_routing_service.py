@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common import topics
 from services.common.application_number import MAX_SEQUENCE, format_number
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.events import (
     ApplicantContact,
     ApplicationReceived,
@@ -27,114 +26,17 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.routing.app import build_app
-from tests.conftest import create_topics, produce
+from tests.conftest import Tap, fresh_consumer_group, produce, topic_partitions
+from tests.support import bearer
 
 pytestmark = pytest.mark.integration
 
 SOURCES = [topics.RECEIVED, topics.STATUS]
 
 
-async def skip_history(bootstrap: str, group: str, names: list[str]) -> None:
-    """Start the test's own consumer group at the end of the shared topics, so the service
-    handles only what this test produces (not every earlier run's applications)."""
-    probe = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None)
-    await probe.start()
-    try:
-        partitions = [
-            TopicPartition(name, p) for name in names for p in probe.partitions_for_topic(name)
-        ]
-        ends = await probe.end_offsets(partitions)
-    finally:
-        await probe.stop()
-    committer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await committer.start()
-    try:
-        committer.assign(partitions)
-        await committer.commit(ends)
-    finally:
-        await committer.stop()
-
-
-class Tail:
-    """Reads a topic from where it ended when the tail was opened: what the test caused."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-        )
-        self.start: dict[TopicPartition, int] = {}
-
-    async def __aenter__(self) -> Tail:
-        await create_topics(self.bootstrap, [self.topic])
-        probe = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=None)
-        await probe.start()
-        try:
-            partitions = probe.partitions_for_topic(self.topic) or set()
-        finally:
-            await probe.stop()
-        assert partitions, f"no partitions for {self.topic}"
-        await self.consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        self.consumer.assign(tps)
-        self.start = await self.consumer.end_offsets(tps)
-        for tp, offset in self.start.items():
-            self.consumer.seek(tp, offset)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def until(self, predicate: Callable[[dict], bool], timeout: float = 20.0) -> dict:
-        async with asyncio.timeout(timeout):
-            while True:
-                batches = await self.consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    for record in records:
-                        body = _json(record.value)
-                        if body is not None and predicate(body):
-                            return body
-
-    async def everything(self) -> list[dict]:
-        """All messages from the tail's start to the topic's current end."""
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
-        )
-        await reader.start()
-        try:
-            reader.assign(list(self.start))
-            ends = await reader.end_offsets(list(self.start))
-            for tp, offset in self.start.items():
-                reader.seek(tp, offset)
-            out: list[dict] = []
-            async with asyncio.timeout(20):
-                while [tp for tp in ends if await reader.position(tp) < ends[tp]]:
-                    for records in (await reader.getmany(timeout_ms=200)).values():
-                        out.extend(b for r in records if (b := _json(r.value)) is not None)
-            return out
-        finally:
-            await reader.stop()
-
-
-def _json(raw: bytes | None) -> dict | None:
-    try:
-        body = json.loads(raw or b"")
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 @pytest.fixture(scope="module")
 async def service(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    await create_topics(
-        settings.kafka_bootstrap, SOURCES, partitions=max(topics.PARTITIONS[t] for t in SOURCES)
-    )
-    await create_topics(settings.kafka_bootstrap, [topics.dlq(t) for t in SOURCES])
-    group = f"test-routing-{uuid.uuid4().hex[:8]}"
-    await skip_history(settings.kafka_bootstrap, group, SOURCES)
+    group = await fresh_consumer_group(settings.kafka_bootstrap, "routing", SOURCES)
     app = build_app(settings, consumer_group=group)
     # Everything this instance stores is removed at the end: nx-27017 in single-file mode shares
     # one `routing_applications` table between all database names, hence between test runs, and
@@ -160,11 +62,6 @@ async def service(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncCli
 @pytest.fixture
 def http(service) -> httpx.AsyncClient:
     return service[1]
-
-
-def bearer(settings: Settings, role: Role, **claims: Any) -> dict[str, str]:
-    token = issue_token(settings, subject=f"test-{role.value}", role=role, **claims)
-    return {"Authorization": f"Bearer {token}"}
 
 
 def application(
@@ -223,15 +120,12 @@ async def test_application_with_category_reaches_its_institution(service, settin
     b = settings.kafka_bootstrap
     event = application("ALT-001")
     app_id = event.application_id
-    async with (
-        Tail(b, topics.ROUTED) as routed_tail,
-        Tail(b, topics.institution_topic("DESKI")) as institution_tail,
-        Tail(b, topics.NOTIFICATION_REQUESTS) as notification_tail,
-    ):
+    institution = topics.institution_topic("DESKI")
+    async with Tap(b, [topics.ROUTED, institution, topics.NOTIFICATION_REQUESTS]) as tap:
         await send(settings, topics.RECEIVED, event, app_id)
-        routed = await routed_tail.until(about(app_id))
-        assignment = await institution_tail.until(about(app_id))
-        email = await notification_tail.until(about(app_id))
+        _, routed = await tap.wait_for(topics.ROUTED, about(app_id))
+        _, assignment = await tap.wait_for(institution, about(app_id))
+        _, email = await tap.wait_for(topics.NOTIFICATION_REQUESTS, about(app_id))
 
     assert routed["event_type"] == "application.routed"
     assert (routed["institution_code"], routed["institution_kind"]) == ("DESKI", "SU_IDARESI")
@@ -257,12 +151,10 @@ async def test_without_category_an_officer_routes_it(http, settings: Settings):
         text="Muhtarımız mahallemizin sorunlarıyla hiç ilgilenmiyor.",
     )
     app_id = event.application_id
-    async with (
-        Tail(b, topics.ROUTED) as routed_tail,
-        Tail(b, topics.institution_topic("PAMUKKALE-KYM")) as institution_tail,
-    ):
+    institution_topic = topics.institution_topic("PAMUKKALE-KYM")
+    async with Tap(b, [topics.ROUTED, institution_topic]) as tap:
         await send(settings, topics.RECEIVED, event, app_id)
-        waiting = await routed_tail.until(about(app_id))
+        _, waiting = await tap.wait_for(topics.ROUTED, about(app_id))
         assert waiting["event_type"] == "application.awaiting_routing"
         assert "kategori belirtilmemiş" in waiting["reason"]
 
@@ -312,10 +204,10 @@ async def test_without_category_an_officer_routes_it(http, settings: Settings):
         assert record["institution_code"] == "PAMUKKALE-KYM"
         assert (record["routed_by"], record["officer"]) == ("officer", "test-officer")
 
-        routed = await routed_tail.until(
-            lambda e: about(app_id)(e) and e["event_type"] == "application.routed"
+        _, routed = await tap.wait_for(
+            topics.ROUTED, lambda e: about(app_id)(e) and e["event_type"] == "application.routed"
         )
-        assignment = await institution_tail.until(about(app_id))
+        _, assignment = await tap.wait_for(institution_topic, about(app_id))
     assert routed["officer"] == "test-officer"
     assert assignment["category_code"] == "NUF-012"
     assert assignment["applicant"]["phone"] == "+905321234567"
@@ -328,9 +220,9 @@ async def test_returned_application_comes_back_to_the_queue(http, settings: Sett
     officer = bearer(settings, Role.officer)
     event = application("ALT-002", district="Tavas")
     app_id = event.application_id
-    async with Tail(b, topics.ROUTED) as routed_tail:
+    async with Tap(b, [topics.ROUTED]) as tap:
         await send(settings, topics.RECEIVED, event, app_id)
-        first = await routed_tail.until(about(app_id))
+        _, first = await tap.wait_for(topics.ROUTED, about(app_id))
         back = StatusChanged(
             application_id=app_id,
             application_number=event.application_number,
@@ -341,8 +233,9 @@ async def test_returned_application_comes_back_to_the_queue(http, settings: Sett
             reason="Sokak lambaları elektrik dağıtım şirketinin görevidir.",
         )
         await send(settings, topics.STATUS, back, app_id)
-        waiting = await routed_tail.until(
-            lambda e: about(app_id)(e) and e["event_type"] == "application.awaiting_routing"
+        _, waiting = await tap.wait_for(
+            topics.ROUTED,
+            lambda e: about(app_id)(e) and e["event_type"] == "application.awaiting_routing",
         )
     assert "iade etti" in waiting["reason"] and "elektrik dağıtım şirketinin" in waiting["reason"]
     item = await poll_pending(http, officer, event)
@@ -360,17 +253,15 @@ async def test_malformed_message_is_dead_lettered_and_the_consumer_carries_on(
     b = settings.kafka_bootstrap
     bad_key = f"bad-{uuid.uuid4()}"
     event = application("BEL-001", district="Honaz")
-    async with (
-        Tail(b, topics.dlq(topics.RECEIVED)) as dlq_tail,
-        Tail(b, topics.institution_topic("HONAZ-BLD")) as institution_tail,
-    ):
+    dlq, institution = topics.dlq(topics.RECEIVED), topics.institution_topic("HONAZ-BLD")
+    async with Tap(b, [dlq, institution]) as tap:
         await send(settings, topics.RECEIVED, b'{"application_id": "x", "broken', bad_key)
         await send(settings, topics.RECEIVED, event, bad_key)  # same partition, after it
         # Every consumer of the received topic dead-letters it; routing's own letter counts.
-        letter = await dlq_tail.until(
-            lambda e: e.get("key") == bad_key and e.get("consumer", "").startswith("routing.")
+        _, letter = await tap.wait_for(
+            dlq, lambda e: e.get("key") == bad_key and e.get("consumer", "").startswith("routing.")
         )
-        assignment = await institution_tail.until(about(event.application_id))
+        _, assignment = await tap.wait_for(institution, about(event.application_id))
     assert letter["error_type"] == "invalid_message"
     assert letter["source_topic"] == topics.RECEIVED
     assert assignment["category_code"] == "BEL-001"
@@ -380,14 +271,14 @@ async def test_redelivered_event_is_not_assigned_twice(service, settings: Settin
     b = settings.kafka_bootstrap
     event = application("ENR-002", district="Çivril", subject="Sokak lambası")
     marker = application("ENR-002", district="Çivril", subject="Ölçüt")
-    async with Tail(b, topics.institution_topic("ADM-ELEKTRIK")) as tail:
+    institution = topics.institution_topic("ADM-ELEKTRIK")
+    async with Tap(b, [institution]) as tap:
         # Same key: same partition, so the marker is handled after both copies.
         for copy in (event, event, marker):
             await send(settings, topics.RECEIVED, copy, event.application_id)
-        await tail.until(about(marker.application_id))
-        seen = await tail.everything()
-    mine = [e for e in seen if e.get("application_id") == event.application_id]
-    assert len(mine) == 1
+        await tap.wait_for(institution, about(marker.application_id))
+        await tap.caught_up()
+        assert tap.count(institution, about(event.application_id)) == 1
 
 
 async def test_taxonomy_and_suggestions_over_http(http):
@@ -440,11 +331,7 @@ async def test_ready_with_every_institution_topic_created(http, settings: Settin
     assert (await http.get("/readyz")).status_code == 200
     # Only routing writes to a small district's kaymakamlık topic: start-up created it.
     quiet = topics.institution_topic("BEKILLI-KYM")
-    probe = AIOKafkaConsumer(quiet, bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    await probe.start()
-    try:
-        assert len(probe.partitions_for_topic(quiet) or ()) == topics.INSTITUTION_PARTITIONS
-    finally:
-        await probe.stop()
+    partitions = await topic_partitions(settings.kafka_bootstrap, [quiet])
+    assert len(partitions) == topics.INSTITUTION_PARTITIONS
     asyncapi = (await http.get("/asyncapi")).json()
     assert any("acikkapi.applications.received" in name for name in asyncapi["channels"])

@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common import topics
 from services.common.application_number import format_number
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.events import (
     ApplicantContact,
     ApplicationReceived,
@@ -31,7 +29,7 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.tracking.app import build_app
-from tests.conftest import consume_until, create_topics, produce
+from tests.conftest import ServiceUnderTest, consume_until, fresh_consumer_group, produce
 
 pytestmark = pytest.mark.integration
 
@@ -45,60 +43,15 @@ FIRST_NAME, LAST_NAME = "Zeynep", "Karaağaçlı"
 TCKN_MASKED = "38*******26"
 
 
-async def skip_history(bootstrap: str, group: str, names: list[str]) -> None:
-    """Start the test's own consumer group at the end of the shared topics: replaying what
-    other runs produced would only cost time."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        # The admin client, not `consumer.topics()`: that one does not fill in partitions.
-        described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
-    partitions = [
-        TopicPartition(topic["topic"], p["partition"])
-        for topic in described
-        for p in topic["partitions"]
-    ]
-    assert {tp.topic for tp in partitions} == set(names)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-
-
-@dataclass
-class Service:
-    http: httpx.AsyncClient
-    settings: Settings
-
-    def token(self, role: Role, institution: str | None = None) -> dict[str, str]:
-        token = issue_token(
-            self.settings, subject=f"test-{role.value}", role=role, institution=institution
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture(scope="module")
-async def service(settings: Settings) -> AsyncIterator[Service]:
-    bootstrap = settings.kafka_bootstrap
-    for name in INPUTS + OUTPUTS:
-        await create_topics(bootstrap, [name], partitions=topics.PARTITIONS[name])
-    await create_topics(bootstrap, [topics.dlq(t) for t in INPUTS])
-    group = f"test-tracking-{uuid.uuid4().hex[:8]}"
-    await skip_history(bootstrap, group, INPUTS)
+async def service(settings: Settings) -> AsyncIterator[ServiceUnderTest]:
+    group = await fresh_consumer_group(settings.kafka_bootstrap, "tracking", INPUTS, OUTPUTS)
     app = build_app(settings, consumer_group=group, watch_interval=0.5)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.runtime.started.wait(), 60)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://tracking") as http:
-            yield Service(http, settings)
+            yield ServiceUnderTest(http, settings)
 
 
 @dataclass
@@ -159,7 +112,7 @@ def routed_event(case: Case, deadline_at: datetime | None = None) -> Application
 
 
 async def registered(
-    svc: Service, case: Case, *, routed_first: bool = False, **kwargs: Any
+    svc: ServiceUnderTest, case: Case, *, routed_first: bool = False, **kwargs: Any
 ) -> None:
     """Put the application on the real topics the way intake and routing would."""
     bootstrap = svc.settings.kafka_bootstrap
@@ -184,13 +137,13 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = WAIT)
     raise AssertionError(f"not reached: {last}")  # pragma: no cover
 
 
-async def track(svc: Service, case: Case, last4: str | None = None) -> httpx.Response:
+async def track(svc: ServiceUnderTest, case: Case, last4: str | None = None) -> httpx.Response:
     return await svc.http.get(
         f"/api/v1/track/{case.number}", params={"phone_last4": last4 or case.last4}
     )
 
 
-async def status_of(svc: Service, case: Case) -> str | None:
+async def status_of(svc: ServiceUnderTest, case: Case) -> str | None:
     reply = await track(svc, case)
     return reply.json()["status"] if reply.status_code == 200 else None
 
@@ -319,7 +272,7 @@ async def test_an_answer_goes_through_the_topic_the_sms_is_requested_and_the_res
     assert closed["previous_status"] == "answered"
 
 
-async def _is(svc: Service, case: Case, status: str) -> bool:
+async def _is(svc: ServiceUnderTest, case: Case, status: str) -> bool:
     return await status_of(svc, case) == status
 
 

@@ -19,24 +19,15 @@ PROMTOOL = shutil.which("promtool")
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool comes with Debian's prometheus package")
-def test_alert_rules_pass_promtool_unit_tests():
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", "alerts_test.yml"],
-        cwd=MONITORING,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool comes with Debian's prometheus package")
-def test_prometheus_config_is_valid():
-    result = subprocess.run(
-        [PROMTOOL, "check", "config", "prometheus.yml"],
-        cwd=MONITORING,
-        capture_output=True,
-        text=True,
-    )
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["test", "rules", "alerts_test.yml"], id="alert-rules-pass-unit-tests"),
+        pytest.param(["check", "config", "prometheus.yml"], id="prometheus-config-is-valid"),
+    ],
+)
+def test_promtool_accepts(command: list[str]):
+    result = subprocess.run([PROMTOOL, *command], cwd=MONITORING, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
