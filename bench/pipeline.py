@@ -68,18 +68,38 @@ def application_body(rng: random.Random, category: str | None) -> dict:
     return body
 
 
+def _rss_mb(pid: str) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _children(pid: str) -> list[str]:
+    found: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += task.read_text().split()
+    return found
+
+
 def rss_at_rest(data_dir: Path) -> dict[str, float]:
+    """Resident memory of each service process; a service with several workers is listed once
+    per worker (each must stay under the target), its supervisor apart."""
     out = {}
     for name in SERVICES:
         for pid_file in sorted((data_dir / "pids").glob(f"{name}*.pid")):
             pid = pid_file.read_text().strip()
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            match = re.search(r"VmRSS:\s+(\d+) kB", status)
-            if match:
-                out[pid_file.stem] = int(match.group(1)) / 1024
+            workers = [c for c in _children(pid) if _rss_mb(c) and _rss_mb(c) > 30]
+            label = pid_file.stem
+            if workers:
+                for i, child in enumerate(workers, 1):
+                    out[f"{label}[{i}]"] = _rss_mb(child) or 0.0
+                label = f"{label}(süpervizör)"
+            mb = _rss_mb(pid)
+            if mb is not None:
+                out[label] = mb
     return out
 
 

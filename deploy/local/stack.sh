@@ -406,9 +406,19 @@ start_smtp() {
         --port "$SMTP_PORT" --maildir "$DATA/mail"
 }
 
+# On one small machine the five services share two cores. Intake and routing are the path a
+# citizen waits on (the number, the institution's queue); notification, tracking and reporting
+# run a little behind under load and catch up, so they yield the CPU first. In production each
+# service has its own replicas and none of this applies.
+declare -A NICENESS=([intake]=0 [routing]=0 [tracking]=5 [notification]=5 [reporting]=10)
+
 start_service() {
+    local workers=1
+    # Intake takes the bursts: AK_INTAKE_WORKERS processes share its port.
+    [[ $1 == intake ]] && workers=${AK_INTAKE_WORKERS:-2}
     # AK_PORT would put every service on one port; each takes its own AK_<NAME>_PORT.
-    launch "$1" "$(log_of "$1")" env -u AK_PORT AK_HOST=127.0.0.1 "$PY" -m "services.$1"
+    launch "$1" "$(log_of "$1")" nice -n "${NICENESS[$1]:-0}" \
+        env -u AK_PORT AK_HOST=127.0.0.1 AK_WORKERS="$workers" "$PY" -m "services.$1"
 }
 
 create_topics() {

@@ -96,6 +96,10 @@ class Envelope(BaseModel):
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def kafka_headers(self) -> dict[str, str]:
+        """Headers a consumer can filter on without decoding the body."""
+        return {"event_type": self.event_type, "content-type": "application/json"}
+
 
 class ApplicationSubmitted(Envelope):
     """A submission on `acikkapi.intake.submissions`: the HTTP body plus `submission_id`.
@@ -232,6 +236,10 @@ class StatusChanged(Envelope):
     deadline_at: datetime | None = None
     answered_at: datetime | None = None
     overdue: bool = False
+
+    def kafka_headers(self) -> dict[str, str]:
+        return {**super().kafka_headers(), "status": self.status.value}
+
     # Why, when the institution gave it to say so (status `returned`: "not our competence").
     reason: str | None = None
 

@@ -355,10 +355,14 @@ def create_service_app(
     return app
 
 
-def serve(app: FastAPI, settings: Settings, service: str) -> None:
-    """Run one process of a service; scale out by starting more with other `AK_PORT`s."""
+def serve(service: str, settings: Settings) -> None:
+    """Run a service: `AK_WORKERS` processes share its port (uvicorn's supervisor restarts a
+    worker that dies). More processes elsewhere, with their own ports, join the same consumer
+    groups; both ways scale one service without touching the others."""
     uvicorn.run(
-        app,
+        f"services.{service}.app:create_app",
+        factory=True,
+        workers=settings.workers if settings.workers > 1 else None,
         host=settings.host,
         port=settings.port_for(service),
         log_config=None,

@@ -76,7 +76,7 @@ async def publish(broker: KafkaBroker, topic: str, event: Envelope, key: str | N
         event.to_bytes(),
         topic=topic,
         key=key.encode() if key else None,
-        headers={"event_type": event.event_type, "content-type": "application/json"},
+        headers=event.kafka_headers(),
     )
     EVENTS_PUBLISHED.labels(topic=_metric_topic(topic), event_type=event.event_type).inc()
 
@@ -135,14 +135,25 @@ def subscribe(
     settings: Settings,
     group_id: str | None = None,
     max_workers: int = 1,
+    accept: Callable[[bytes | None, dict[str, str]], bool] | None = None,
 ) -> None:
-    """Register a consumer of `topic` in the service's consumer group (one group per service)."""
+    """Register a consumer of `topic` in the service's consumer group (one group per service).
+
+    `accept(key, headers)`, when given, sees each message before it is decoded; a message it
+    refuses is committed and skipped at almost no cost (a consumer that needs one status out of
+    five should not parse the other four).
+    """
     group = group_id or f"acikkapi-{service}"
     max_attempts = max(1, settings.consumer_max_attempts)
     name = getattr(handler, "__name__", "handler")
 
     async def consume(msg: KafkaMessage) -> None:
         mtopic = _metric_topic(topic)
+        if accept is not None:
+            raw = getattr(msg, "raw_message", None)
+            if not accept(getattr(raw, "key", None), dict(msg.headers or {})):
+                EVENTS_CONSUMED.labels(topic=mtopic, outcome="skipped").inc()
+                return
         try:
             event = model.model_validate_json(msg.body)
         except ValidationError as exc:

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     # 0 means "the service's default port" (SERVICE_PORTS).
     port: int = 0
+    # Processes that share the service's port (uvicorn workers).
+    workers: int = Field(default=1, ge=1, le=32)
     intake_port: int = SERVICE_PORTS["intake"]
     routing_port: int = SERVICE_PORTS["routing"]
     tracking_port: int = SERVICE_PORTS["tracking"]

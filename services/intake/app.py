@@ -73,6 +73,10 @@ def _document_request_body(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def create_app() -> FastAPI:
+    """The app `python -m services.intake` serves, with the environment's settings."""
+    return build_app(get_settings())
+
+
 def main() -> None:
-    settings = get_settings()
-    serve(build_app(settings), settings, SERVICE)
+    serve(SERVICE, get_settings())

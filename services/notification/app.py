@@ -55,6 +55,10 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     return app
 
 
+def create_app() -> FastAPI:
+    """The app `python -m services.notification` serves, with the environment's settings."""
+    return build_app(get_settings())
+
+
 def main() -> None:
-    settings = get_settings()
-    serve(build_app(settings), settings, SERVICE)
+    serve(SERVICE, get_settings())

@@ -217,7 +217,9 @@ def result_status(state: str) -> ResultStatus | None:
 
 # --- SMS delivery reports (Kannel dlr-url callbacks) ------------------------------------------
 
-DLR_MASK = 31  # 1 delivered + 2 undelivered + 4 buffered + 8 SMSC ack + 16 SMSC reject
+# 1 delivered + 2 undelivered + 16 SMSC reject: the final states only. Buffered (4) and SMSC
+# ack (8) would double the callbacks per segment and change nothing a citizen or operator sees.
+DLR_MASK = 19
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def register(
         service=SERVICE,
         settings=settings,
         group_id=group_id,
+        # Only a return concerns routing; without the header, decode and let the handler judge.
+        accept=lambda _key, headers: headers.get("status", "returned") == "returned",
     )
     messaging.declare_publisher(
         broker,

@@ -20,6 +20,7 @@ from services.common.events import (
     StatusChanged,
 )
 from services.common.settings import Settings
+from services.tracking.domain import ANSWER_SMS_SUFFIX
 from services.tracking.handlers import Publish, Tracking
 
 SERVICE = "tracking"
@@ -33,6 +34,12 @@ def publisher(broker: KafkaBroker) -> Publish:
         await messaging.publish(broker, topic, event, key)
 
     return publish
+
+
+def _answer_sms_only(key: bytes | None, headers: dict[str, str]) -> bool:
+    """Of all notification results only the answer SMS's close an application; the Kafka key
+    is the idempotency key, so the rest are skipped undecoded."""
+    return key is None or key.endswith(ANSWER_SMS_SUFFIX.encode())
 
 
 def register(
@@ -54,6 +61,7 @@ def register(
             settings=settings,
             group_id=group_id,
             max_workers=workers,
+            accept=_answer_sms_only if topic == topics.NOTIFICATION_RESULTS else None,
         )
 
     messaging.declare_publisher(
