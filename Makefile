@@ -22,7 +22,7 @@ TEST_STACK_ENV := AK_DATA_DIR=$(TEST_DATA) \
 PY_SOURCES := services tests $(wildcard deploy/local bench)
 MYPY_TARGETS = services/common $(wildcard services/*/domain.py)
 
-.PHONY: help install run stop status test test-unit lint fmt bench
+.PHONY: help install run stop status test test-unit lint fmt bench bench-cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -87,3 +87,6 @@ fmt: ## format and auto-fix the Python code
 bench: ## measure the pipeline against the running stack (`make run` first)
 	@[[ -f bench/pipeline.py ]] || { echo "bench/pipeline.py does not exist yet" >&2; exit 1; }
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/pipeline.py
+
+bench-cost: ## CPU and Kafka messages one application costs the running stack (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/cost_per_application.py
