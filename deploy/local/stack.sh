@@ -66,7 +66,7 @@ declare -A MARKER=(
     [kafka]="$DATA/conf/server.properties"
     [mongo]="--data-dir $DATA/mongo"
     [bearerbox]="bearerbox -v 1 $DATA/conf/kannel.conf"
-    [smsbox]="smsbox -v 1 $DATA/conf/kannel.conf"
+    [smsbox]="smsbox -v 2 $DATA/conf/kannel.conf"
     [fakesmsc]="fakesmsc -H 127.0.0.1 -r $KANNEL_SMSC_PORT "
     [smtp]="--maildir $DATA/mail"
 )
@@ -389,10 +389,10 @@ smsbox_ready() {
 }
 fakesmsc_ready() { grep -q "FAKE:$KANNEL_SMSC_PORT (online" <<<"$(kannel_status)"; }
 
-# bearerbox and smsbox log to the console (-v 1: info and up), which `launch` writes to
-# logs/<box>.log.
+# bearerbox and smsbox log to the console, which `launch` writes to logs/<box>.log. smsbox at
+# -v 2 (warnings and up): at info it logs every recipient number and message text (KVKK).
 start_bearerbox() { launch bearerbox "$(log_of bearerbox)" "$KANNEL_BIN/bearerbox" -v 1 "$DATA/conf/kannel.conf"; }
-start_smsbox() { launch smsbox "$(log_of smsbox)" "$KANNEL_BIN/smsbox" -v 1 "$DATA/conf/kannel.conf"; }
+start_smsbox() { launch smsbox "$(log_of smsbox)" "$KANNEL_BIN/smsbox" -v 2 "$DATA/conf/kannel.conf"; }
 
 start_fakesmsc() {
     # -m 0: it generates no incoming SMS of its own; it only prints what Kannel sends it

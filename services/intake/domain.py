@@ -323,6 +323,14 @@ class ApplicationForm(BaseModel):
     text: Annotated[str, _rule(check_text)]
     location: Location | None = None
 
+    @field_validator("province_code", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # Lax ints take true/false as 1/0: `true` would have registered the application in Adana.
+        if isinstance(value, bool):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
+
     @field_validator("district")
     @classmethod
     def _known_district(cls, value: str, info: ValidationInfo) -> str:

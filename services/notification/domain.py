@@ -271,7 +271,8 @@ def dlr_signature(secret: bytes, key: str) -> str:
 
 
 def dlr_signature_ok(secret: bytes, key: str, signature: str) -> bool:
-    return hmac.compare_digest(dlr_signature(secret, key), signature)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    return hmac.compare_digest(dlr_signature(secret, key).encode(), signature.encode())
 
 
 def dlr_secret(jwt_secret: str) -> bytes:

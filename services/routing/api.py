@@ -23,6 +23,8 @@ from services.routing.handlers import (
     RoutingRecord,
 )
 
+MAX_OFFSET = 1_000_000
+
 _queue_readers = require_roles(Role.officer, Role.supervisor)
 _routers = require_roles(Role.officer)
 
@@ -120,7 +122,8 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
     async def pending(
         principal: Annotated[Principal, Depends(_queue_readers)],
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded: MongoDB takes a 64-bit skip, a larger one failed with 500 (OverflowError).
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         district: Annotated[str | None, Query(max_length=100)] = None,
         application_number: Annotated[str | None, Query(max_length=32)] = None,
     ) -> PendingPage:

@@ -240,6 +240,26 @@ async def test_broken_and_oversized_bodies(service: Service) -> None:
     assert streamed.json()["errors"][0]["code"] == "payload_too_large"
 
 
+async def test_a_lone_surrogate_is_bad_json_not_a_500(service: Service) -> None:
+    # json.loads accepts "\ud800"; MongoDB and Kafka cannot encode it (and the insert batch it
+    # shared with other citizens' applications failed with it).
+    for extra in ({"subject": "\ud800 bozuk konu"}, {"note": "\udfff"}):
+        raw = json.dumps({**body(), **extra}).encode()  # ensure_ascii: sent as an escape
+        for key in (None, f"surrogate-{uuid.uuid4()}"):
+            headers = {"Content-Type": "application/json"}
+            if key:
+                headers["Idempotency-Key"] = key
+            answer = await service.http.post("/api/v1/applications", content=raw, headers=headers)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["errors"][0]["code"] == "invalid_json"
+    # A proper pair (an emoji sent escaped) is still fine.
+    raw = json.dumps({**body(), "subject": "Su kesintisi \U0001f6b0"}).encode()
+    ok = await service.http.post(
+        "/api/v1/applications", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert ok.status_code == 201, ok.text
+
+
 async def test_a_submission_on_kafka_is_registered_once(service: Service) -> None:
     submission_id = f"sub-{uuid.uuid4()}"
     message = {**body(channel="kiosk"), "submission_id": submission_id}

@@ -327,6 +327,14 @@ async def test_suggest_refuses_bad_input_in_turkish(http, body, field, code):
         assert "Denizli ilçeleri arasında yok" in error["message"] and "Çivril" in error["message"]
 
 
+async def test_a_huge_pending_offset_is_refused_not_a_500(http, settings: Settings):
+    officer = bearer(settings, Role.officer, province=20)
+    # Past 64 bits MongoDB's skip overflowed (OverflowError, 500).
+    answer = await http.get("/api/v1/routing/pending", params={"offset": 10**20}, headers=officer)
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "offset"
+
+
 async def test_ready_with_every_institution_topic_created(http, settings: Settings):
     assert (await http.get("/readyz")).status_code == 200
     # Only routing writes to a small district's kaymakamlık topic: start-up created it.

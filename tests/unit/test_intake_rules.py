@@ -339,6 +339,13 @@ def test_missing_fields_are_listed_once_each() -> None:
     ]
 
 
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_boolean_province_is_not_a_plate_code(flag: bool) -> None:
+    errors = errors_of(body(province_code=flag))
+    assert [(e["field"], e["code"]) for e in errors] == [("province_code", "int_type")]
+    assert errors[0]["message"] == "Bu alan tam sayı olmalıdır."
+
+
 def test_a_bad_province_does_not_also_blame_the_district() -> None:
     errors = errors_of(body(province_code=99, district="Merkezefendi"))
     assert errors == [

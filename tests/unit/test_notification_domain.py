@@ -162,6 +162,11 @@ def test_dlr_signature_is_per_key_and_per_secret():
     assert not domain.dlr_signature_ok(domain.dlr_secret("s2"), "k1", sig)
 
 
+def test_a_non_ascii_dlr_signature_is_refused_not_an_error():
+    # hmac.compare_digest raises TypeError for non-ASCII str: the callback answered 500.
+    assert not domain.dlr_signature_ok(domain.dlr_secret("s1"), "k1", "é" * 32)
+
+
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
