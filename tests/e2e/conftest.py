@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,9 +13,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.common import topics
 from services.common.settings import SERVICE_PORTS, Settings
+from tests.conftest import start_group_at_end
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The topics each service consumes (its AsyncAPI document must name them).
+READS = {
+    "intake": [topics.SUBMISSIONS],
+    "routing": [topics.RECEIVED, topics.STATUS],
+    "tracking": [topics.RECEIVED, topics.ROUTED, topics.RESPONSES, topics.NOTIFICATION_RESULTS],
+    "notification": [topics.NOTIFICATION_REQUESTS],
+    "reporting": [topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES],
+}
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +46,11 @@ def service_urls(e2e_settings: Settings, tmp_path_factory):
     env.setdefault(
         "AK_PUBLIC_TRACKING_URL", f"http://127.0.0.1:{e2e_settings.port_for('tracking')}/takip"
     )
+    # The services join their own consumer groups: start those at the topics' current end, so
+    # the run never replays what earlier runs left on the broker (their applications were
+    # numbered from other databases and would collide with this run's numbers).
+    for name, reads in READS.items():
+        asyncio.run(start_group_at_end(e2e_settings.kafka_bootstrap, f"acikkapi-{name}", reads))
     procs: dict[str, subprocess.Popen] = {}
     urls = {name: f"http://127.0.0.1:{e2e_settings.port_for(name)}" for name in SERVICE_PORTS}
     try:

@@ -20,6 +20,7 @@ from services.common import topics
 from services.common.auth import Role, issue_token
 from services.common.settings import Settings
 from tests.conftest import consume_until
+from tests.e2e.conftest import READS
 from tests.support import sms_texts_to, valid_tckn
 
 pytestmark = pytest.mark.e2e
@@ -196,3 +197,21 @@ async def test_one_application_from_intake_to_report(service_urls, e2e_settings:
         assert report["total"] == before["total"] + 1
         assert report["answered"] == before["answered"] + 1
         assert any(i["institution_code"] == code for i in report["by_institution"])
+
+
+async def test_every_service_reports_health_readiness_metrics_and_its_documents(service_urls):
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, url in service_urls.items():
+            assert (await http.get(f"{url}/healthz")).json()["status"] == "ok", name
+            ready = await http.get(f"{url}/readyz")
+            assert ready.status_code == 200, (name, ready.text)
+            assert ready.json()["checks"] == {"kafka": True, "mongodb": True, "consumers": True}
+            metrics = await http.get(f"{url}/metrics")
+            assert "acikkapi_events_consumed_total" in metrics.text, name
+            assert (await http.get(f"{url}/docs")).status_code == 200, name
+            openapi = (await http.get(f"{url}/openapi.json")).json()
+            assert "/readyz" in openapi["paths"], name
+            asyncapi = (await http.get(f"{url}/asyncapi")).json()
+            assert asyncapi["asyncapi"].startswith("3."), name
+            for topic in READS[name]:
+                assert topic in json.dumps(asyncapi), (name, topic)
