@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from stdnum.tr import tckimlik
 
 try:
     import services  # noqa: F401  (installed in the venv as an editable package)
@@ -80,12 +81,8 @@ def plan_outcomes(count: int, seed: int = DEFAULT_SEED) -> list[str]:
 
 def tckn(rng: random.Random) -> str:
     """A TC Kimlik No with valid check digits (random, so never a known person's)."""
-    digits = [rng.randint(1, 9)] + [rng.randint(0, 9) for _ in range(8)]
-    odd = sum(digits[0:9:2])
-    even = sum(digits[1:8:2])
-    digits.append((odd * 7 - even) % 10)
-    digits.append(sum(digits) % 10)
-    return "".join(map(str, digits))
+    first9 = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(8))
+    return first9 + tckimlik.calc_check_digits(first9)
 
 
 _MOBILE_PREFIXES = ("530", "532", "533", "535", "536", "542", "543", "544", "505", "506", "555")

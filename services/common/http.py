@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
@@ -121,9 +122,9 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
         errors = exc.detail
     else:
         code, default = _STATUS_TEXT.get(exc.status_code, ("error", "İstek işlenemedi."))
-        message = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else default
-        if exc.status_code == 404 and isinstance(exc.detail, str) and exc.detail != "Not Found":
-            message = exc.detail
+        # Starlette's own detail is the English status phrase: say it in Turkish instead.
+        own = isinstance(exc.detail, str) and exc.detail != HTTPStatus(exc.status_code).phrase
+        message = exc.detail if own else default
         errors = [field_error(None, code, message)]
     return error_response(exc.status_code, errors, headers=getattr(exc, "headers", None))
 
@@ -341,13 +342,19 @@ def create_service_app(
 
     @ops.get("/asyncapi", summary="Bu servisin Kafka konuları (AsyncAPI 3.0)")
     async def asyncapi() -> JSONResponse:
-        spec = AsyncAPI(
-            runtime.broker,
-            title=f"Açık Kapı — {runtime.name}",
-            version="1.0.0",
-            description=description,
-        ).to_specification()
-        return JSONResponse(spec.to_jsonable())
+        # The subscriptions are fixed once the app is built: generate the document once.
+        if not hasattr(app.state, "asyncapi"):
+            app.state.asyncapi = (
+                AsyncAPI(
+                    runtime.broker,
+                    title=f"Açık Kapı — {runtime.name}",
+                    version="1.0.0",
+                    description=description,
+                )
+                .to_specification()
+                .to_jsonable()
+            )
+        return JSONResponse(app.state.asyncapi)
 
     app.include_router(ops)
     for router in routers:

@@ -43,7 +43,3 @@ def institution_topic(code: str) -> str:
 
 def dlq(topic: str) -> str:
     return f"{topic}.dlq"
-
-
-def all_static_topics() -> list[str]:
-    return list(PARTITIONS)

@@ -24,6 +24,7 @@ from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 from stdnum.tr import tckimlik
 
 from services.common.events import ApplicationType, Channel, Location
+from services.common.turkish import turkish_lower, turkish_upper
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 
@@ -59,16 +60,6 @@ RULE_CODES = frozenset(
 TURKISH_ALPHABET = "abcçdefgğhıijklmnoöprsştuüvyz"
 _ASCII_FOLD = str.maketrans("çğıöşüâîû", "cgiosuaiu")
 _SPACES = re.compile(r"\s+")
-
-
-def turkish_lower(text: str) -> str:
-    """Lower-case by Turkish rules: I→ı and İ→i (Python's own lower() turns İ into i + dot)."""
-    return text.replace("I", "ı").replace("İ", "i").lower()
-
-
-def turkish_upper(text: str) -> str:
-    """Upper-case by Turkish rules: i→İ and ı→I."""
-    return text.replace("i", "İ").replace("ı", "I").upper()
 
 
 def _clean(text: str) -> str:

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
 from services.common.topics import INSTITUTION_CODE_RE
+from services.common.turkish import turkish_lower
 
 
 class InstitutionKind(StrEnum):
@@ -88,8 +89,6 @@ class UnknownCategory(RoutingError):
 
 # --- Turkish-aware text normalisation -------------------------------------------------------
 
-# Dotted and dotless I are different letters in Turkish: "I" lowers to "ı", "İ" to "i".
-_TURKISH_UPPER = str.maketrans({"I": "ı", "İ": "i"})
 # After lowering, fold to ASCII so that "cop" finds "çöp": many people type without Turkish keys.
 _FOLD = str.maketrans({"ı": "i", "â": "a", "î": "i", "û": "u"})
 _WORD = re.compile(r"[0-9a-z]+")
@@ -122,10 +121,6 @@ SHORT_WORD_SUFFIXES = frozenset(
 # Keywords this long or longer match any word that begins with their first letters.
 PREFIX_MIN = 4
 PREFIX_LEN = 5
-
-
-def turkish_lower(text: str) -> str:
-    return text.translate(_TURKISH_UPPER).lower()
 
 
 def fold(word: str) -> str:

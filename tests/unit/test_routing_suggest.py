@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.turkish import turkish_lower
 from services.routing.domain import (
     Decision,
     Pending,
@@ -12,7 +13,6 @@ from services.routing.domain import (
     fold,
     keys_for,
     plan,
-    turkish_lower,
     words,
 )
 from services.routing.taxonomy import default_registry
