@@ -60,9 +60,15 @@ EVENTS_CONSUMED = Counter(
 DEAD_LETTERS = Counter(
     "acikkapi_dead_letters_total", "Messages set aside on a dead-letter topic", ["topic", "reason"]
 )
+BATCH_SIZE = Histogram(
+    "acikkapi_consumed_batch_size",
+    "Events handed to a handler in one batch",
+    ["topic"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
 HANDLER_SECONDS = Histogram(
     "acikkapi_handler_seconds",
-    "Time spent handling one consumed event",
+    "Time spent handling one consumed batch",
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )

@@ -8,7 +8,6 @@ from services.common import messaging, topics
 from services.common.events import (
     ApplicationReceived,
     ApplicationSubmitted,
-    Envelope,
     NotificationRequest,
     SubmissionRejected,
 )
@@ -16,14 +15,10 @@ from services.common.settings import Settings
 from services.intake.handlers import Intake, Publish
 
 SERVICE = "intake"
-SUBMISSION_WORKERS = 3
 
 
 def kafka_publisher(broker: KafkaBroker) -> Publish:
-    async def publish(topic: str, event: Envelope, key: str) -> None:
-        await messaging.publish(broker, topic, event, key)
-
-    return publish
+    return messaging.Publisher(broker).send
 
 
 def wire(
@@ -33,13 +28,10 @@ def wire(
         broker,
         topics.SUBMISSIONS,
         ApplicationSubmitted,
-        intake.handle_submission,
+        intake.handle_submissions,
         service=SERVICE,
         settings=settings,
         group_id=group_id,
-        # Partitions are handled side by side (order and commits stay per partition), so the
-        # inserts of several submissions share a round trip to MongoDB.
-        max_workers=SUBMISSION_WORKERS,
     )
     messaging.declare_publisher(
         broker,

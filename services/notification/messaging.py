@@ -7,7 +7,7 @@ from faststream.kafka import KafkaBroker
 
 from services.common import topics
 from services.common.events import NotificationRequest, NotificationResult
-from services.common.messaging import declare_publisher, publish, subscribe
+from services.common.messaging import Publisher, declare_publisher, subscribe
 from services.common.settings import Settings
 from services.notification.handlers import SERVICE, Notifier, Publish
 
@@ -19,7 +19,7 @@ def register(
         broker,
         topics.NOTIFICATION_REQUESTS,
         NotificationRequest,
-        notifier.handle_request,
+        notifier.handle_requests,
         service=SERVICE,
         settings=settings,
         group_id=group_id,
@@ -33,7 +33,9 @@ def register(
 
 
 def result_publisher(broker: KafkaBroker) -> Publish:
+    publisher = Publisher(broker)
+
     async def publish_result(result: NotificationResult) -> None:
-        await publish(broker, topics.NOTIFICATION_RESULTS, result, key=result.idempotency_key)
+        await publisher.send(topics.NOTIFICATION_RESULTS, result, result.idempotency_key)
 
     return publish_result

@@ -29,28 +29,42 @@ class Reporting:
     def __init__(self, store: ReadModel) -> None:
         self.store = store
 
-    async def _apply(self, application_id: str | None, patch: Patch) -> None:
-        if not application_id:
-            raise PermanentError("application_id yok: olay bir başvuruya bağlanamıyor")
-        await self.store.apply(application_id, patch)
+    async def _apply(self, patches: list[tuple[str | None, Patch]]) -> None:
+        for application_id, _ in patches:
+            if not application_id:
+                raise PermanentError("application_id yok: olay bir başvuruya bağlanamıyor")
+        await self.store.apply([(app_id, patch) for app_id, patch in patches if app_id])
+
+    async def applications_received(self, events: list[ApplicationReceived]) -> None:
+        """New applications: where, how and when they came in (nothing about who sent them)."""
+        for event in events:
+            if not 1 <= event.province_code <= 81:
+                raise PermanentError(f"province_code 1..81 dışında: {event.province_code}")
+        await self._apply([(e.application_id, patch_for_received(e)) for e in events])
+
+    async def applications_routed(self, events: list[RoutingOutcome]) -> None:
+        """Routing decisions (category, institution, deadline) or waits for an officer."""
+        await self._apply([(e.root.application_id, patch_for_routing(e.root)) for e in events])
+
+    async def statuses_changed(self, events: list[StatusChanged]) -> None:
+        """Status transitions: the time each was reached, the outcome and answer time if any."""
+        await self._apply([(e.application_id, patch_for_status(e)) for e in events])
+
+    async def deadline_events(self, events: list[DeadlineEvent]) -> None:
+        """Deadline warnings, misses or escalations: a miss marks the application overdue."""
+        await self._apply([(e.application_id, patch_for_deadline(e)) for e in events])
 
     async def application_received(self, event: ApplicationReceived) -> None:
-        """A new application: where, how and when it came in (nothing about who sent it)."""
-        if not 1 <= event.province_code <= 81:
-            raise PermanentError(f"province_code 1..81 dışında: {event.province_code}")
-        await self._apply(event.application_id, patch_for_received(event))
+        await self.applications_received([event])
 
     async def application_routed(self, event: RoutingOutcome) -> None:
-        """A routing decision (category, institution, deadline) or a wait for an officer."""
-        await self._apply(event.root.application_id, patch_for_routing(event.root))
+        await self.applications_routed([event])
 
     async def status_changed(self, event: StatusChanged) -> None:
-        """A status transition: the time it was reached, the outcome and answer time if any."""
-        await self._apply(event.application_id, patch_for_status(event))
+        await self.statuses_changed([event])
 
     async def deadline_event(self, event: DeadlineEvent) -> None:
-        """A deadline warning, miss or escalation: a miss marks the application overdue."""
-        await self._apply(event.application_id, patch_for_deadline(event))
+        await self.deadline_events([event])
 
     async def summary(
         self, province_code: int | None, period: Period, now: datetime | None = None

@@ -10,21 +10,15 @@ from services.common.messaging import subscribe
 from services.common.settings import Settings
 from services.reporting.handlers import Reporting
 
-# Consumers per topic in this process, each owning some partitions (order within a partition is
-# kept, offsets are committed per partition). Each event is one upsert that waits on MongoDB, so
-# a few partitions in parallel keep the read model close behind: status carries ~5 events per
-# application.
-WORKERS = {topics.RECEIVED: 2, topics.ROUTED: 2, topics.STATUS: 4, topics.DEADLINES: 1}
-
 
 def register(
     broker: KafkaBroker, settings: Settings, reporting: Reporting, group_id: str | None = None
 ) -> None:
     for topic, model, handler in (
-        (topics.RECEIVED, ApplicationReceived, reporting.application_received),
-        (topics.ROUTED, RoutingOutcome, reporting.application_routed),
-        (topics.STATUS, StatusChanged, reporting.status_changed),
-        (topics.DEADLINES, DeadlineEvent, reporting.deadline_event),
+        (topics.RECEIVED, ApplicationReceived, reporting.applications_received),
+        (topics.ROUTED, RoutingOutcome, reporting.applications_routed),
+        (topics.STATUS, StatusChanged, reporting.statuses_changed),
+        (topics.DEADLINES, DeadlineEvent, reporting.deadline_events),
     ):
         subscribe(
             broker,
@@ -34,5 +28,4 @@ def register(
             service="reporting",
             settings=settings,
             group_id=group_id,
-            max_workers=WORKERS[topic],
         )

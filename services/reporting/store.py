@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.events import Status
@@ -41,17 +41,22 @@ class ReadModel:
         )
         await self.applications.create_index([("received_day", ASCENDING)], name="day")
 
-    async def apply(self, application_id: str, patch: Patch) -> None:
-        """One upsert, no read: the operators make the order of events irrelevant."""
-        update: dict[str, Any] = {}
-        if patch.assign:
-            update["$set"] = patch.assign
-        if patch.at_least:
-            update["$max"] = patch.at_least
-        if patch.at_most:
-            update["$min"] = patch.at_most
-        if update:
-            await self.applications.update_one({"_id": application_id}, update, upsert=True)
+    async def apply(self, patches: Sequence[tuple[str, Patch]]) -> None:
+        """One bulk write of upserts for a batch, no read: the operators make the order of
+        events irrelevant."""
+        ops = []
+        for application_id, patch in patches:
+            update: dict[str, Any] = {}
+            if patch.assign:
+                update["$set"] = patch.assign
+            if patch.at_least:
+                update["$max"] = patch.at_least
+            if patch.at_most:
+                update["$min"] = patch.at_most
+            if update:
+                ops.append(UpdateOne({"_id": application_id}, update, upsert=True))
+        if ops:
+            await self.applications.bulk_write(ops, ordered=False)
 
     async def documents(
         self, province_code: int | None, period: Period

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import make_broker
+from services.common.messaging import Publisher, make_broker
 from services.common.mongo import make_client, service_database
 from services.common.pii import PiiCipher
 from services.common.settings import Settings, get_settings
@@ -29,10 +29,12 @@ def build_app(
     # Loaded (and checked) before anything connects: bad taxonomy data stops the start.
     registry = registry or default_registry()
     runtime = Runtime(SERVICE, settings, make_broker(settings, SERVICE), make_client(settings))
-    store = RoutingStore(service_database(runtime.mongo, settings, SERVICE))
+    store = RoutingStore(
+        service_database(runtime.mongo, settings, SERVICE), Publisher(runtime.broker)
+    )
     routing = Routing(
         store,
-        messaging.publisher(runtime.broker),
+        store.outbox.deliver,
         registry,
         PiiCipher(settings.pii_key_bytes()),
     )
@@ -52,6 +54,7 @@ def build_app(
         ),
         routers=[build_router(routing, registry, settings)],
         on_startup=[store.ensure_indexes, ensure_institution_topics],
+        background=[store.outbox.run_relay],
     )
     app.state.routing = routing
     app.state.store = store

@@ -1,17 +1,17 @@
 """Routing's use cases: an application arrives, an institution gives one back, an officer decides.
 
-Kafka delivers at least once, so every use case is safe to run twice. On arrival the order is
-read → publish → write: a redelivery of a fully handled event finds the document and does
-nothing, and a crash between publishing and writing replays the same events under the same
-deterministic event ids (consumers drop repeats by id or idempotency key) instead of losing
-them. That keeps the hot path at one read and one write per application.
+Kafka delivers at least once, so every use case is safe to run twice. Each decision is stored
+together with the events it causes (the document's outbox, `services.common.outbox`), then the
+events are delivered: a crash in between leaves them to the relay, never lost, and a
+redelivered event finds its application already there and decides nothing again. A batch of
+arrivals costs one read, one insert and one outbox clearing, whatever its size.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,7 +27,6 @@ from services.common.events import (
     ApplicationRouted,
     ApplicationType,
     Channel,
-    Envelope,
     InstitutionAssignment,
     Location,
     NotificationChannel,
@@ -36,7 +35,8 @@ from services.common.events import (
     StatusChanged,
     utcnow,
 )
-from services.common.messaging import PermanentError
+from services.common.messaging import Outgoing, PermanentError
+from services.common.outbox import Pending as Written
 from services.common.pii import PiiCipher
 from services.routing import domain
 from services.routing.domain import Decision, Pending, Suggestion, TaxonomyRegistry
@@ -48,7 +48,10 @@ EXCERPT_CHARS = 280
 # Namespace of routing's deterministic event ids (uuid5 of application, round and event kind).
 _EVENT_IDS = uuid.UUID("6f1d7c3e-2a4b-5e8f-9c1d-20a1c1c4a9e1")
 
-Publish = Callable[[str, Envelope, str], Awaitable[None]]
+log = logging.getLogger("acikkapi.routing")
+
+# Publishes what writes put in their outboxes, then clears them (Outbox.deliver).
+Deliver = Callable[[Iterable[Written | None]], Awaitable[None]]
 
 
 class NotFound(Exception):
@@ -160,23 +163,39 @@ class Routing:
     def __init__(
         self,
         store: RoutingStore,
-        publish: Publish,
+        deliver: Deliver,
         registry: TaxonomyRegistry,
         cipher: PiiCipher,
     ) -> None:
         self._store = store
-        self._publish = publish
+        self._deliver = deliver
         self._registry = registry
         self._cipher = cipher
 
     # --- Events --------------------------------------------------------------------------------
 
+    async def applications_received(self, events: list[ApplicationReceived]) -> None:
+        """Route new applications at once when their category is known, else queue them."""
+        for event in events:
+            if event.received_at.tzinfo is None:
+                raise PermanentError("received_at saat dilimi içermiyor; son tarih hesaplanamaz.")
+        fresh = {e.application_id: e for e in reversed(events)}  # a repeat in the batch: once
+        seen = await self._store.seen(list(fresh))
+        now = utcnow()
+        decided: list[tuple[dict[str, Any], list[Outgoing]]] = []
+        for event in events:
+            if event.application_id in seen or fresh.pop(event.application_id, None) is None:
+                continue  # a redelivery: decided, stored and announced before
+            decided.append(self._decide_on_arrival(event, now))
+        if decided:
+            await self._deliver(await self._store.add(decided))
+
     async def application_received(self, event: ApplicationReceived) -> None:
-        """Route a new application at once when its category is known, else queue it."""
-        if event.received_at.tzinfo is None:
-            raise PermanentError("received_at saat dilimi içermiyor; son tarih hesaplanamaz.")
-        if await self._store.seen(event.application_id):
-            return  # a redelivery: the decision was made and announced
+        await self.applications_received([event])
+
+    def _decide_on_arrival(
+        self, event: ApplicationReceived, now: datetime
+    ) -> tuple[dict[str, Any], list[Outgoing]]:
         app = ApplicationRecord.from_event(event)
         outcome = domain.plan(
             self._registry,
@@ -185,20 +204,18 @@ class Routing:
             category_code=event.category_code,
             text=app.about,
         )
-        now = utcnow()
         document = app.to_document(self._cipher) | {"round": 0, "returns": []}
         if isinstance(outcome, Decision):
             routing = self._routing(app, outcome, routed_by="auto", officer=None, at=now)
-            await self._announce(app, outcome, routing, round_=0)
             document |= {"state": ROUTED, "routing": routing.model_dump(), "pending": None}
-        else:
-            await self._announce_waiting(app, outcome.reason, round_=0)
-            document |= {
-                "state": PENDING,
-                "routing": None,
-                "pending": _pending_fields(outcome, now),
-            }
-        await self._store.add(document)
+            return document, self._announce(app, outcome, routing, round_=0)
+        document |= {"state": PENDING, "routing": None, "pending": _pending_fields(outcome, now)}
+        return document, [self._announce_waiting(app, outcome.reason, round_=0)]
+
+    async def statuses_changed(self, events: list[StatusChanged]) -> None:
+        """Institutions gave applications back: they return to the officers' queue."""
+        for event in events:
+            await self.status_changed(event)
 
     async def status_changed(self, event: StatusChanged) -> None:
         """An institution gave an application back: it returns to the officers' queue."""
@@ -225,8 +242,7 @@ class Routing:
             for s in self._suggestions(app, limit=domain.MAX_SUGGESTIONS + 1)
             if s.category_code != routing["category_code"]
         ][: domain.MAX_SUGGESTIONS]
-        await self._announce_waiting(app, reason, round_=round_ + 1)
-        await self._store.back_to_pending(
+        written = await self._store.back_to_pending(
             app.application_id,
             round_,
             pending=_pending_fields(Pending(reason, suggestions), returned_at),
@@ -238,7 +254,9 @@ class Routing:
                     "at": returned_at,
                 },
             ],
+            messages=[self._announce_waiting(app, reason, round_=round_ + 1)],
         )
+        await self._deliver([written])
 
     # --- Officers ------------------------------------------------------------------------------
 
@@ -265,13 +283,22 @@ class Routing:
         routing = self._routing(
             app, decision, routed_by="officer", officer=principal.subject, at=utcnow()
         )
-        if not await self._store.claim(application_id, round_, routing.model_dump()):
+        claimed, written = await self._store.claim(
+            application_id,
+            round_,
+            routing.model_dump(),
+            messages=self._announce(app, decision, routing, round_=round_),
+        )
+        if not claimed:
             raise AlreadyRouted(application_id)  # another officer was quicker
         try:
-            await self._announce(app, decision, routing, round_=round_)
-        except Exception:
-            await self._store.unclaim(application_id, round_)
-            raise
+            await self._deliver([written])
+        except Exception as exc:
+            # Stored with its events: the outbox relay announces it as soon as Kafka answers.
+            log.warning(
+                "officer's decision stored, announcement left to the relay",
+                extra={"application_id": application_id, "error": type(exc).__name__},
+            )
         return routing
 
     async def pending(
@@ -319,10 +346,11 @@ class Routing:
             deadline_at=answer_deadline(app.received_at),
         )
 
-    async def _announce(
-        self, app: ApplicationRecord, decision: Decision, routing: RoutingRecord, round_: int
-    ) -> None:
-        """The decision, the institution's queue entry and its e-mail, published together."""
+    @staticmethod
+    def _announce(
+        app: ApplicationRecord, decision: Decision, routing: RoutingRecord, round_: int
+    ) -> list[Outgoing]:
+        """The decision, the institution's queue entry and its e-mail, announced together."""
         app_id = app.application_id
         routed = ApplicationRouted(
             event_id=event_id(app_id, round_, "routed"),
@@ -379,13 +407,14 @@ class Routing:
                 "district": app.district,
             },
         )
-        await asyncio.gather(
-            self._publish(topics.ROUTED, routed, app_id),
-            self._publish(topics.institution_topic(decision.institution_code), assignment, app_id),
-            self._publish(topics.NOTIFICATION_REQUESTS, email, key),
-        )
+        return [
+            Outgoing.of(topics.ROUTED, routed, app_id),
+            Outgoing.of(topics.institution_topic(decision.institution_code), assignment, app_id),
+            Outgoing.of(topics.NOTIFICATION_REQUESTS, email, key),
+        ]
 
-    async def _announce_waiting(self, app: ApplicationRecord, reason: str, round_: int) -> None:
+    @staticmethod
+    def _announce_waiting(app: ApplicationRecord, reason: str, round_: int) -> Outgoing:
         waiting = ApplicationAwaitingRouting(
             event_id=event_id(app.application_id, round_, "awaiting"),
             application_id=app.application_id,
@@ -393,7 +422,7 @@ class Routing:
             producer=PRODUCER,
             reason=reason,
         )
-        await self._publish(topics.ROUTED, waiting, app.application_id)
+        return Outgoing.of(topics.ROUTED, waiting, app.application_id)
 
 
 def _may_see(principal: Principal, province_code: int) -> bool:

@@ -12,32 +12,19 @@ from faststream.kafka import KafkaBroker
 from services.common import messaging, topics
 from services.common.events import (
     ApplicationReceived,
-    Envelope,
     InstitutionAssignment,
     NotificationRequest,
     RoutingOutcome,
     StatusChanged,
 )
 from services.common.settings import Settings
-from services.routing.handlers import Publish, Routing
+from services.routing.handlers import Routing
 
 SERVICE = "routing"
-# Consumers of the received topic in each routing process. Each owns whole partitions and
-# handles them in order (so commits stay safe), while partitions proceed in parallel: handling
-# one application is mostly waiting for MongoDB and the broker, and one consumer alone would
-# queue applications at 100/s on a loaded two-core machine.
-RECEIVED_CONSUMERS = 3
 # Kafka's "topic already exists" error code: another routing process was first, which is fine.
 TOPIC_ALREADY_EXISTS = 36
 
 log = logging.getLogger("acikkapi.routing.messaging")
-
-
-def publisher(broker: KafkaBroker) -> Publish:
-    async def publish(topic: str, event: Envelope, key: str) -> None:
-        await messaging.publish(broker, topic, event, key)
-
-    return publish
 
 
 def register(
@@ -47,17 +34,16 @@ def register(
         broker,
         topics.RECEIVED,
         ApplicationReceived,
-        routing.application_received,
+        routing.applications_received,
         service=SERVICE,
         settings=settings,
         group_id=group_id,
-        max_workers=RECEIVED_CONSUMERS,
     )
     messaging.subscribe(
         broker,
         topics.STATUS,
         StatusChanged,
-        routing.status_changed,
+        routing.statuses_changed,
         service=SERVICE,
         settings=settings,
         group_id=group_id,

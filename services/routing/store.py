@@ -13,21 +13,29 @@ datetime written by `$set` as a string, which would break the queue's order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
+
+from services.common.messaging import Outgoing, Publisher
+from services.common.outbox import Outbox, Pending
+
+DUPLICATE_KEY = 11000
 
 ROUTED = "routed"
 PENDING = "pending"
 
 
 class RoutingStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, publisher: Publisher) -> None:
         self._applications = db["routing_applications"]
+        self.outbox = Outbox(self._applications, publisher)
 
     async def ensure_indexes(self) -> None:
+        await self.outbox.ensure_indexes()
         # The officers' queue: pending applications, oldest first, optionally by province.
         await self._applications.create_index(
             [("state", ASCENDING), ("province_code", ASCENDING), ("pending.since", ASCENDING)]
@@ -36,31 +44,52 @@ class RoutingStore:
     async def get(self, application_id: str) -> dict[str, Any] | None:
         return await self._applications.find_one({"_id": application_id})
 
-    async def seen(self, application_id: str) -> bool:
-        return await self._applications.find_one({"_id": application_id}, {"_id": 1}) is not None
+    async def seen(self, application_ids: Sequence[str]) -> set[str]:
+        """Which of these applications are here already (one query for a whole batch)."""
+        found = self._applications.find({"_id": {"$in": list(application_ids)}}, {"_id": 1})
+        return {doc["_id"] async for doc in found}
 
-    async def add(self, document: dict[str, Any]) -> bool:
-        """Insert a new application; False when it is already there (a redelivery)."""
+    async def add(
+        self, decided: Sequence[tuple[dict[str, Any], Sequence[Outgoing]]]
+    ) -> list[Pending]:
+        """Insert new applications with their events in one write; a redelivered one (already
+        there) is skipped. Returns what is to be delivered."""
+        documents, written = [], []
+        for document, messages in decided:
+            fields, pending = self.outbox.fields(document["_id"], messages)
+            documents.append(document | fields)
+            if pending is not None:
+                written.append(pending)
         try:
-            await self._applications.insert_one(document)
-        except DuplicateKeyError:
-            return False
-        return True
+            await self._applications.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            # Inserted meanwhile by another process of routing, which announces them itself.
+            taken = {documents[e["index"]]["_id"] for e in errors}
+            written = [p for p in written if p.document_id not in taken]
+        return written
 
-    async def claim(self, application_id: str, round_: int, routing: dict[str, Any]) -> bool:
-        """Pending → routed, only if nobody routed this round meanwhile (two officers at once)."""
-        result = await self._applications.update_one(
+    async def claim(
+        self,
+        application_id: str,
+        round_: int,
+        routing: dict[str, Any],
+        *,
+        messages: Sequence[Outgoing],
+    ) -> tuple[bool, Pending | None]:
+        """Pending → routed with its events, only if nobody routed this round meanwhile (two
+        officers at once)."""
+        update = self.outbox.push(messages)
+        update["$set"] = {**update.get("$set", {}), "state": ROUTED, "routing": routing}
+        doc = await self._applications.find_one_and_update(
             {"_id": application_id, "state": PENDING, "round": round_},
-            {"$set": {"state": ROUTED, "routing": routing}},
+            update,
+            projection={"outbox": 1, "outbox_token": 1},
+            return_document=ReturnDocument.AFTER,
         )
-        return result.modified_count == 1
-
-    async def unclaim(self, application_id: str, round_: int) -> None:
-        """Undo `claim` when the decision could not be published."""
-        await self._applications.update_one(
-            {"_id": application_id, "state": ROUTED, "round": round_},
-            {"$set": {"state": PENDING, "routing": None}},
-        )
+        return doc is not None, self.outbox.pending_of(doc)
 
     async def back_to_pending(
         self,
@@ -69,24 +98,28 @@ class RoutingStore:
         *,
         pending: dict[str, Any],
         returns: list[dict[str, Any]],
-    ) -> bool:
-        """Routed → pending for the next round (the institution gave it back).
+        messages: Sequence[Outgoing],
+    ) -> Pending | None:
+        """Routed → pending for the next round (the institution gave it back), with its events.
 
         `returns` is the whole history: nx-27017 0.8.1 stores a `$push`ed sub-document as a
         JSON string, and the round in the filter already keeps concurrent writers apart.
         """
-        result = await self._applications.update_one(
+        update = self.outbox.push(messages)
+        update["$set"] = {
+            **update.get("$set", {}),
+            "state": PENDING,
+            "round": round_ + 1,
+            "pending": pending,
+            "returns": returns,
+        }
+        doc = await self._applications.find_one_and_update(
             {"_id": application_id, "state": ROUTED, "round": round_},
-            {
-                "$set": {
-                    "state": PENDING,
-                    "round": round_ + 1,
-                    "pending": pending,
-                    "returns": returns,
-                },
-            },
+            update,
+            projection={"outbox": 1, "outbox_token": 1},
+            return_document=ReturnDocument.AFTER,
         )
-        return result.modified_count == 1
+        return self.outbox.pending_of(doc)
 
     async def pending(
         self,

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import make_broker
+from services.common.messaging import Publisher, make_broker
 from services.common.mongo import make_client, service_database
 from services.common.pii import PiiCipher
 from services.common.settings import Settings, get_settings
 from services.tracking import api
 from services.tracking.handlers import Tracking
-from services.tracking.messaging import SERVICE, publisher, register
+from services.tracking.messaging import SERVICE, register
 from services.tracking.store import ApplicationStore
 
 log = logging.getLogger("acikkapi.tracking")
@@ -32,8 +32,9 @@ def build_app(
     broker = make_broker(settings, SERVICE)
     mongo = make_client(settings)
     runtime = Runtime(SERVICE, settings, broker, mongo)
-    store = ApplicationStore(service_database(mongo, settings, SERVICE))
-    tracking = Tracking(store, publisher(broker), PiiCipher(settings.pii_key_bytes()), settings)
+    publisher = Publisher(broker)
+    store = ApplicationStore(service_database(mongo, settings, SERVICE), publisher)
+    tracking = Tracking(store, publisher, PiiCipher(settings.pii_key_bytes()), settings)
     register(broker, tracking, settings, group_id=consumer_group)
 
     async def deadline_watcher() -> None:
@@ -56,7 +57,7 @@ def build_app(
         ),
         routers=[api.router, api.pages],
         on_startup=[store.ensure_indexes],
-        background=[deadline_watcher],
+        background=[deadline_watcher, store.outbox.run_relay],
     )
     app.state.tracking = tracking
     return app

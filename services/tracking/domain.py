@@ -160,6 +160,9 @@ class Application:
     timeline: tuple[TimelineEntry, ...] = ()
     # Optimistic concurrency: the version this state was read at (0 = not stored yet).
     version: int = 0
+    # Events a write decided and stored that are not yet confirmed published (the outbox,
+    # `services.common.outbox`): a write that replaces the record carries them on.
+    outbox: tuple[str, ...] = ()
 
     @property
     def miss_due_at(self) -> datetime | None:

@@ -1,10 +1,15 @@
 """Tracking's use cases: what happens when an event arrives, an institution acts, a citizen asks,
-or a deadline passes."""
+or a deadline passes.
+
+Every change is decided by `domain.apply`, stored with the events it causes in the record's
+outbox (one conditional write), and then delivered (`services.common.outbox`). A batch of
+events from the bus is folded per application in its order and written with one bulk write.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 
@@ -13,19 +18,19 @@ from services.common.events import (
     ApplicationReceived,
     ApplicationResponse,
     DeadlineEvent,
-    Envelope,
     NotificationResult,
     Outcome,
     RoutingOutcome,
     Status,
 )
-from services.common.messaging import PermanentError
+from services.common.messaging import Outgoing, PermanentError, Publisher
+from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
-from services.tracking.store import ApplicationStore, DueField, NumberTaken
+from services.tracking.store import ApplicationStore, DueField, NumberTaken, Write
 
-Publish = Callable[[str, Envelope, str | None], Awaitable[None]]
+Deliver = Callable[[Iterable[Pending | None]], Awaitable[None]]
 
 # An institution may answer before routing's event reaches us (the topics are independent):
 # wait this long for the assignment before the answer is refused.
@@ -53,34 +58,58 @@ class Tracking:
     def __init__(
         self,
         store: ApplicationStore,
-        publish: Publish,
+        publisher: Publisher,
         cipher: PiiCipher,
         settings: Settings,
         *,
         response_grace_seconds: float = RESPONSE_GRACE_SECONDS,
     ) -> None:
         self.store = store
-        self.publish = publish
+        self.publisher = publisher
+        self.deliver: Deliver = store.outbox.deliver
         self.cipher = cipher
         self.settings = settings
         self.response_grace_seconds = response_grace_seconds
 
     # --- events ------------------------------------------------------------------------------
 
-    async def on_received(self, event: ApplicationReceived) -> None:
-        """An application was registered: start its record and its deadline."""
+    def _receive(self, event: ApplicationReceived) -> tuple[str, domain.Command, str]:
         phone = event.applicant.phone
         command = domain.Receive(
             event,
             phone_enc=self.cipher.encrypt(phone),
             phone_index=self.phone_index(event.application_id, phone[-4:]),
         )
-        await self._apply(event.application_id, command, f"received:{event.event_id}")
+        return event.application_id, command, f"received:{event.event_id}"
+
+    async def on_received_batch(self, events: list[ApplicationReceived]) -> None:
+        """Applications were registered: start their records and their deadlines."""
+        await self._apply_batch([self._receive(event) for event in events])
+
+    async def on_routed_batch(self, outcomes: list[RoutingOutcome]) -> None:
+        """Routing decided institutions, or left applications to an officer."""
+        await self._apply_batch(
+            [
+                (o.root.application_id, o.root, f"{o.root.event_type}:{o.root.event_id}")
+                for o in outcomes
+            ]
+        )
+
+    async def on_received(self, event: ApplicationReceived) -> None:
+        await self.on_received_batch([event])
 
     async def on_routed(self, outcome: RoutingOutcome) -> None:
-        """Routing decided an institution, or left the application to an officer."""
-        event = outcome.root
-        await self._apply(event.application_id, event, f"{event.event_type}:{event.event_id}")
+        await self.on_routed_batch([outcome])
+
+    async def on_responses(self, events: list[ApplicationResponse]) -> None:
+        """Institutions answered: only the institution an application is assigned to may."""
+        for event in events:
+            await self.on_response(event)
+
+    async def on_notification_results(self, events: list[NotificationResult]) -> None:
+        """Answer SMS went out: those applications are closed."""
+        for event in events:
+            await self.on_notification_result(event)
 
     async def on_response(self, event: ApplicationResponse) -> None:
         """An institution answered: only the institution it is assigned to may."""
@@ -174,7 +203,7 @@ class Tracking:
             text=text,
             responded_by=responded_by,
         )
-        await self.publish(topics.RESPONSES, response, application_id)
+        await self.publisher.send(topics.RESPONSES, response, application_id)
         return response
 
     async def return_application(
@@ -228,8 +257,8 @@ class Tracking:
         return done
 
     async def _settle_deadline(self, state: domain.Application, now: datetime) -> None:
-        # Publish first, then write: the lease keeps others off meanwhile, and if this process
-        # dies in between, the next claimant publishes the same event ids again.
+        # The lease keeps other processes off; the events are stored with the flag they belong
+        # to, so a process that dies after the write leaves them to the outbox relay.
         current: domain.Application | None = state
         for _ in range(_CONFLICT_RETRIES):
             if current is None:
@@ -237,48 +266,95 @@ class Tracking:
             decision = domain.check_deadline(current, now)
             if not decision.changed:
                 return
-            for event in decision.events:
-                topic = topics.DEADLINES if isinstance(event, DeadlineEvent) else topics.STATUS
-                await self.publish(topic, event, current.application_id)
-            if await self.store.save(decision.state, current.version):
+            messages = [
+                Outgoing.of(
+                    topics.DEADLINES if isinstance(event, DeadlineEvent) else topics.STATUS,
+                    event,
+                    current.application_id,
+                )
+                for event in decision.events
+            ]
+            saved, pending = await self.store.save(Write(decision.state, current.version, messages))
+            if saved:
+                await self.deliver([pending])
                 return
             current = await self.store.get(state.application_id)
         raise ConcurrentUpdate(state.application_id)
 
     # --- the one way state changes -----------------------------------------------------------
 
+    async def _apply_batch(self, inputs: list[tuple[str, domain.Command, str]]) -> None:
+        """Fold a batch of inputs per application in order, write once, then deliver.
+
+        Applications another writer changed meanwhile are applied again one input at a time.
+        """
+        current = await self.store.get_many(list(dict.fromkeys(i[0] for i in inputs)))
+        states: dict[str, domain.Application] = dict(current)
+        messages: dict[str, list[Outgoing]] = {}
+        for application_id, command, source in inputs:
+            decision = self._decide(states.get(application_id), command, source)
+            if decision.state is None or not decision.changed:
+                continue  # a repeat: stored and announced before (or still in the outbox)
+            states[application_id] = decision.state
+            messages.setdefault(application_id, []).extend(self._messages(decision))
+        writes = [
+            Write(states[app_id], current[app_id].version if app_id in current else 0, msgs)
+            for app_id, msgs in messages.items()
+        ]
+        saved = await self.store.save_many(writes)
+        await self.deliver(saved.pending)
+        for application_id, command, source in inputs:
+            if application_id in saved.conflicts:
+                await self._apply(application_id, command, source)
+
+    @staticmethod
+    def _decide(
+        state: domain.Application | None, command: domain.Command, source: str
+    ) -> domain.Decision:
+        try:
+            return domain.apply(state, command, source)
+        except domain.Refused as exc:
+            raise PermanentError(str(exc)) from exc
+
     async def _apply(
         self, application_id: str, command: domain.Command, source: str
     ) -> domain.Application | None:
-        """Read, decide, write conditionally (retry if someone else wrote), then announce."""
+        """Read, decide, write conditionally with the events (retry if someone else wrote),
+        then deliver them."""
         for _ in range(_CONFLICT_RETRIES):
             current = await self.store.get(application_id)
             decision = domain.apply(current, command, source)
             state = decision.state
             if state is None:
                 return None
-            if decision.changed:
-                expected = current.version if current else 0
-                try:
-                    saved = await self.store.save(state, expected)
-                except NumberTaken as exc:
-                    raise PermanentError(
-                        f"application number {exc} already belongs to another application"
-                    ) from exc
-                if not saved:
-                    continue
-                state = replace(state, version=expected + 1)
-            await self._announce(state, decision)
-            return state
+            if not decision.changed:
+                return state
+            expected = current.version if current else 0
+            try:
+                saved, pending = await self.store.save(
+                    Write(state, expected, self._messages(decision))
+                )
+            except NumberTaken as exc:
+                raise PermanentError(
+                    f"application number {exc} already belongs to another application"
+                ) from exc
+            if not saved:
+                continue
+            await self.deliver([pending])
+            return replace(state, version=expected + 1, outbox=())
         raise ConcurrentUpdate(application_id)
 
-    async def _announce(self, state: domain.Application, decision: domain.Decision) -> None:
-        for entry in decision.transitions:
-            await self.publish(
-                topics.STATUS, domain.status_changed(state, entry), state.application_id
-            )
+    def _messages(self, decision: domain.Decision) -> list[Outgoing]:
+        """What a decision announces: its status transitions and, once, the answer SMS."""
+        state = decision.state
+        assert state is not None
+        out = [
+            Outgoing.of(topics.STATUS, domain.status_changed(state, entry), state.application_id)
+            for entry in decision.transitions
+        ]
         if decision.answer_sms and state.phone_enc is not None:
             sms = domain.answer_sms(
                 state, self.cipher.decrypt(state.phone_enc), self.settings.public_tracking_url
             )
-            await self.publish(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key)
+            out.append(Outgoing.of(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key))
+        return out

@@ -13,7 +13,6 @@ from services.common.events import (
     ApplicationReceived,
     ApplicationResponse,
     DeadlineEvent,
-    Envelope,
     NotificationRequest,
     NotificationResult,
     RoutingOutcome,
@@ -21,19 +20,9 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.tracking.domain import ANSWER_SMS_SUFFIX
-from services.tracking.handlers import Publish, Tracking
+from services.tracking.handlers import Tracking
 
 SERVICE = "tracking"
-# Every application passes through these two topics: partitions are worked on side by side
-# (each partition still in order, so one application's events keep theirs).
-BUSY_TOPIC_WORKERS = 3
-
-
-def publisher(broker: KafkaBroker) -> Publish:
-    async def publish(topic: str, event: Envelope, key: str | None) -> None:
-        await messaging.publish(broker, topic, event, key)
-
-    return publish
 
 
 def _answer_sms_only(key: bytes | None, headers: dict[str, str]) -> bool:
@@ -45,13 +34,13 @@ def _answer_sms_only(key: bytes | None, headers: dict[str, str]) -> bool:
 def register(
     broker: KafkaBroker, tracking: Tracking, settings: Settings, *, group_id: str | None = None
 ) -> None:
-    consumers: list[tuple[str, type[BaseModel], Callable[[Any], Awaitable[None]], int]] = [
-        (topics.RECEIVED, ApplicationReceived, tracking.on_received, BUSY_TOPIC_WORKERS),
-        (topics.ROUTED, RoutingOutcome, tracking.on_routed, BUSY_TOPIC_WORKERS),
-        (topics.RESPONSES, ApplicationResponse, tracking.on_response, 1),
-        (topics.NOTIFICATION_RESULTS, NotificationResult, tracking.on_notification_result, 1),
+    consumers: list[tuple[str, type[BaseModel], Callable[[Any], Awaitable[None]]]] = [
+        (topics.RECEIVED, ApplicationReceived, tracking.on_received_batch),
+        (topics.ROUTED, RoutingOutcome, tracking.on_routed_batch),
+        (topics.RESPONSES, ApplicationResponse, tracking.on_responses),
+        (topics.NOTIFICATION_RESULTS, NotificationResult, tracking.on_notification_results),
     ]
-    for topic, model, handler, workers in consumers:
+    for topic, model, handler in consumers:
         messaging.subscribe(
             broker,
             topic,
@@ -60,7 +49,6 @@ def register(
             service=SERVICE,
             settings=settings,
             group_id=group_id,
-            max_workers=workers,
             accept=_answer_sms_only if topic == topics.NOTIFICATION_RESULTS else None,
         )
 

@@ -12,17 +12,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import fields
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, InsertOne, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.application_number import normalize
 from services.common.events import ApplicationType, Channel, Outcome, Status
+from services.common.messaging import Outgoing, Publisher
+from services.common.outbox import Outbox, Pending
 from services.tracking.domain import Application, TimelineEntry
 
 # How long a failed look-up counts against an application number.
@@ -35,7 +39,11 @@ _ENUMS: dict[str, type[StrEnum]] = {
     "outcome": Outcome,
 }
 _RENAMED = {"application_id": "_id", "application_number": "number"}
-_SCALARS = [f.name for f in fields(Application) if f.name not in ("timeline", *_RENAMED)]
+_SCALARS = [
+    f.name
+    for f in fields(Application)
+    if f.name not in ("timeline", "outbox", "version", *_RENAMED)
+]
 
 DueField = Literal["miss_due_at", "warn_due_at"]
 
@@ -86,6 +94,8 @@ def from_doc(doc: dict[str, Any]) -> Application:
         value = doc[name]
         enum = _ENUMS.get(name)
         values[name] = enum(value) if enum and value is not None else value
+    values["version"] = doc.get("version", 0)
+    values["outbox"] = tuple(doc.get("outbox") or ())
     values["timeline"] = tuple(
         TimelineEntry(
             status=Status(e["status"]),
@@ -117,13 +127,32 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
         raise InvalidCursor(cursor) from exc
 
 
+@dataclass(frozen=True)
+class Write:
+    """A state to store over the version it was read at, with the events it causes."""
+
+    state: Application
+    expected_version: int
+    messages: Sequence[Outgoing] = ()
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a batch of writes did: delivered later, or lost to a concurrent writer."""
+
+    pending: list[Pending]
+    conflicts: set[str]
+
+
 class ApplicationStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, publisher: Publisher) -> None:
         # Named after the service although the database is its own (see service_database).
         self.apps = db["tracking_applications"]
         self.misses = db["tracking_track_misses"]
+        self.outbox = Outbox(self.apps, publisher)
 
     async def ensure_indexes(self) -> None:
+        await self.outbox.ensure_indexes()
         await self.apps.create_index("number_key", unique=True)
         # (nx-27017 refuses `_id` inside a compound index; the tie-break sorts without one.)
         await self.apps.create_index([("institution_code", ASCENDING), ("deadline_at", ASCENDING)])
@@ -140,21 +169,61 @@ class ApplicationStore:
         doc = await self.apps.find_one({"number_key": number_key})
         return from_doc(doc) if doc else None
 
-    async def save(self, state: Application, expected_version: int) -> bool:
+    async def get_many(self, application_ids: Sequence[str]) -> dict[str, Application]:
+        found = self.apps.find({"_id": {"$in": list(application_ids)}})
+        return {doc["_id"]: from_doc(doc) async for doc in found}
+
+    def _document(self, write: Write) -> tuple[dict[str, Any], Pending | None]:
+        state = write.state
+        doc = to_doc(state, write.expected_version + 1)
+        fields, pending = self.outbox.fields(state.application_id, write.messages, state.outbox)
+        doc.update(fields)
+        doc["write_id"] = uuid.uuid4().hex  # tells, after a bulk write, whose write landed
+        return doc, pending
+
+    async def save(self, write: Write) -> tuple[bool, Pending | None]:
         """Write the new state if nobody changed it since it was read; False if somebody did."""
-        doc = to_doc(state, expected_version + 1)
-        if expected_version == 0:
+        doc, pending = self._document(write)
+        if write.expected_version == 0:
             try:
                 await self.apps.insert_one(doc)
-                return True
+                return True, pending
             except DuplicateKeyError:
-                if await self.apps.find_one({"_id": state.application_id}, {"_id": 1}) is None:
-                    raise NumberTaken(state.application_number) from None
-                return False
+                if await self.apps.find_one({"_id": doc["_id"]}, {"_id": 1}) is None:
+                    raise NumberTaken(write.state.application_number) from None
+                return False, None
         result = await self.apps.replace_one(
-            {"_id": state.application_id, "version": expected_version}, doc
+            {"_id": doc["_id"], "version": write.expected_version}, doc
         )
-        return result.matched_count == 1
+        return result.matched_count == 1, pending if result.matched_count == 1 else None
+
+    async def save_many(self, writes: Sequence[Write]) -> Saved:
+        """One bulk write for a batch; the applications another writer changed meanwhile are
+        returned as conflicts (the caller applies their inputs again, one by one)."""
+        if not writes:
+            return Saved([], set())
+        built = [self._document(w) for w in writes]
+        ops: list[InsertOne | ReplaceOne] = [
+            InsertOne(doc)
+            if w.expected_version == 0
+            else ReplaceOne({"_id": doc["_id"], "version": w.expected_version}, doc)
+            for w, (doc, _) in zip(writes, built, strict=True)
+        ]
+        conflicts: set[str] = set()
+        try:
+            result = await self.apps.bulk_write(ops, ordered=False)
+            landed = result.inserted_count + result.matched_count
+        except BulkWriteError as exc:
+            conflicts = {built[e["index"]][0]["_id"] for e in exc.details.get("writeErrors", [])}
+            landed = -1
+        if landed != len(ops):
+            # Some replace found another version: ask the database whose writes landed.
+            ids = [doc["_id"] for doc, _ in built]
+            found = self.apps.find({"_id": {"$in": ids}}, {"write_id": 1})
+            landed_ids = {d["write_id"] async for d in found}
+            conflicts |= {doc["_id"] for doc, _ in built if doc["write_id"] not in landed_ids}
+        pending = [p for doc, p in built if p is not None and doc["_id"] not in conflicts]
+        return Saved(pending, conflicts)
 
     async def list_for_institution(
         self,

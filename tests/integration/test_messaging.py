@@ -1,15 +1,23 @@
-"""The shared consumer against the real broker: work is committed only after it is done, and
-bad input goes to the dead-letter topic while the consumer carries on."""
+"""The event core against the real broker and the real MongoDB-wire server: batches are
+committed only after their work is done, a poison message is dead-lettered alone while the rest
+of its batch goes on, a dead letter that cannot be published holds the commit back, and the
+outbox publishes what a crashed writer left behind."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from pydantic import BaseModel
+from pymongo import AsyncMongoClient
 
 from services.common import messaging, topics
+from services.common.events import StatusChanged
+from services.common.outbox import Outbox
 from services.common.settings import Settings
 from tests.conftest import consume_until, create_topics, produce
 
@@ -20,59 +28,76 @@ class Ping(BaseModel):
     n: int
 
 
-async def test_invalid_message_is_dead_lettered_and_consumer_carries_on(settings: Settings):
-    topic = f"test.messaging.{uuid.uuid4().hex[:8]}"
+async def produce_many(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
+    """Produce several messages in one go, so the consumer fetches them as one batch."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key.encode()) for key, value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def new_topic(settings: Settings, name: str) -> str:
+    topic = f"test.{name}.{uuid.uuid4().hex[:8]}"
     await create_topics(settings.kafka_bootstrap, [topic, topics.dlq(topic)])
-    seen: list[int] = []
-    failures = {"n": 0}
+    return topic
 
-    async def handle(event: Ping) -> None:
-        if event.n == 13:
-            failures["n"] += 1
+
+async def test_a_poison_message_is_dead_lettered_alone_and_its_batch_goes_on(settings: Settings):
+    topic = await new_topic(settings, "poison")
+    batches: list[list[int]] = []
+    handled: list[int] = []
+    calls_with_13 = {"n": 0}
+
+    async def handle(events: list[Ping]) -> None:
+        batches.append([e.n for e in events])
+        if any(e.n == 13 for e in events):
+            calls_with_13["n"] += 1
             raise RuntimeError("unlucky")
-        seen.append(event.n)
+        handled.extend(e.n for e in events)
 
+    values = [
+        ("k1", b"{not json"),
+        ("k2", json.dumps({"n": "abc", "tckn": "10000000146"}).encode()),
+        *[(f"n{i}", json.dumps({"n": i}).encode()) for i in (1, 2, 13, 4, 5)],
+    ]
     broker = messaging.make_broker(settings, "testsvc")
     messaging.subscribe(
         broker, topic, Ping, handle, service="testsvc", settings=settings, group_id=f"g-{topic}"
     )
+    await produce_many(settings.kafka_bootstrap, topic, values)
     await broker.start()
     try:
-        await produce(settings.kafka_bootstrap, topic, b"{not json", key="k1")
-        await produce(
-            settings.kafka_bootstrap, topic, {"n": "abc", "tckn": "10000000146"}, key="k2"
-        )
-        await produce(settings.kafka_bootstrap, topic, {"n": 13}, key="k3")
-        await produce(settings.kafka_bootstrap, topic, {"n": 7}, key="k4")
         async with asyncio.timeout(20):
-            while 7 not in seen:
+            while sorted(handled) != [1, 2, 4, 5]:
                 await asyncio.sleep(0.05)
-        letters = []
-        for key in ("k1", "k2", "k3"):
-            letters.append(
-                await consume_until(
-                    settings.kafka_bootstrap, topics.dlq(topic), lambda b, k=key: b["key"] == k
-                )
+        letters = [
+            await consume_until(
+                settings.kafka_bootstrap, topics.dlq(topic), lambda b, k=key: b["key"] == k
             )
+            for key in ("k1", "k2", "n13")
+        ]
     finally:
         await broker.stop()
+    assert max(len(b) for b in batches) == 5  # the valid ones came as one batch
+    assert handled == [1, 2, 4, 5]  # in their order, each once
     assert letters[0]["error_type"] == "invalid_message"
     assert letters[0]["original"] == "{not json"
+    assert (letters[0]["partition"], letters[0]["offset"]) == (0, 0)
     assert "n" in letters[1]["reason"]
     assert "10000000146" not in letters[1]["original"]  # KVKK: masked in the dead letter
     assert letters[2]["error_type"] == "handler_failed"
-    assert letters[2]["attempts"] == settings.consumer_max_attempts
-    assert failures["n"] == settings.consumer_max_attempts
-    assert seen == [7]
+    assert (letters[2]["offset"], letters[2]["attempts"]) == (4, settings.consumer_max_attempts)
 
 
-async def test_offsets_are_committed_only_after_the_handler_finishes(settings: Settings):
-    topic = f"test.commit.{uuid.uuid4().hex[:8]}"
+async def test_a_batch_is_committed_only_after_its_handler_finishes(settings: Settings):
+    topic = await new_topic(settings, "commit")
     group = f"g-{topic}"
-    await create_topics(settings.kafka_bootstrap, [topic, topics.dlq(topic)])
     started = asyncio.Event()
 
-    async def slow(event: Ping) -> None:
+    async def slow(events: list[Ping]) -> None:
         started.set()
         await asyncio.sleep(3600)  # killed mid-work
 
@@ -81,14 +106,14 @@ async def test_offsets_are_committed_only_after_the_handler_finishes(settings: S
         broker, topic, Ping, slow, service="testsvc", settings=settings, group_id=group
     )
     await broker.start()
-    await produce(settings.kafka_bootstrap, topic, {"n": 1})
+    await produce_many(settings.kafka_bootstrap, topic, [("a", b'{"n": 1}'), ("b", b'{"n": 2}')])
     await asyncio.wait_for(started.wait(), 20)
     await broker.stop()
 
     done: list[int] = []
 
-    async def quick(event: Ping) -> None:
-        done.append(event.n)
+    async def quick(events: list[Ping]) -> None:
+        done.extend(e.n for e in events)
 
     second = messaging.make_broker(settings, "testsvc")
     messaging.subscribe(
@@ -97,11 +122,130 @@ async def test_offsets_are_committed_only_after_the_handler_finishes(settings: S
     await second.start()
     try:
         async with asyncio.timeout(20):
-            while not done:
+            while len(done) < 2:
                 await asyncio.sleep(0.05)
     finally:
         await second.stop()
-    assert done == [1]
+    assert done == [1, 2]
+
+
+async def test_an_outage_is_retried_without_dead_letters(settings: Settings):
+    topic = await new_topic(settings, "outage")
+    attempts = {"n": 0}
+    done: list[int] = []
+
+    async def flaky(events: list[Ping]) -> None:
+        attempts["n"] += 1
+        if attempts["n"] < 3:
+            raise KafkaConnectionError("broker away")
+        done.extend(e.n for e in events)
+
+    broker = messaging.make_broker(settings, "testsvc")
+    core = messaging.subscribe(
+        broker, topic, Ping, flaky, service="testsvc", settings=settings, group_id=f"g-{topic}"
+    )
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    core.sleep = no_wait
+    await broker.start()
+    try:
+        await produce(settings.kafka_bootstrap, topic, {"n": 9}, key="k")
+        async with asyncio.timeout(20):
+            while not done:
+                await asyncio.sleep(0.05)
+    finally:
+        await broker.stop()
+    assert done == [9] and attempts["n"] == 3
+
+
+async def test_a_dead_letter_that_cannot_be_published_holds_back_the_commit(settings: Settings):
+    # The dead-letter topic does not exist and the broker does not create topics on demand
+    # in this test: publishing the letter fails, so the poison message must stay uncommitted.
+    topic = f"test.nodlq.{uuid.uuid4().hex[:8]}"
+    await create_topics(settings.kafka_bootstrap, [topic])
+    group = f"g-{topic}"
+    broker = messaging.make_broker(settings, "testsvc")
+    core = messaging.subscribe(
+        broker,
+        topic,
+        Ping,
+        lambda events: asyncio.sleep(0),
+        service="testsvc",
+        settings=settings,
+        group_id=group,
+    )
+    tries = {"n": 0}
+    real_publish = broker.publish
+
+    async def failing_publish(*args, **kwargs):
+        if kwargs.get("topic", "").endswith(".dlq"):
+            tries["n"] += 1
+            raise KafkaConnectionError("dead-letter topic unavailable")
+        return await real_publish(*args, **kwargs)
+
+    broker.publish = failing_publish  # type: ignore[method-assign]
+
+    async def no_wait(_: float) -> None:
+        await asyncio.sleep(0.01)
+
+    core.sleep = no_wait
+    await broker.start()
+    try:
+        await produce(settings.kafka_bootstrap, topic, b"{poison", key="p")
+        async with asyncio.timeout(20):
+            while tries["n"] < 3:
+                await asyncio.sleep(0.05)
+    finally:
+        await broker.stop()
+    committed = await _committed(settings, group, topic)
+    assert committed in (None, 0)  # not past the poison message
+
+
+async def _committed(settings: Settings, group: str, topic: str) -> int | None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+async def test_the_outbox_relay_publishes_what_a_crashed_writer_left(settings: Settings):
+    topic = await new_topic(settings, "outbox")
+    client: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri)
+    broker = messaging.make_broker(settings, "testsvc")
+    await broker.start()
+    try:
+        collection = client[f"{settings.db_prefix}_outbox"]["docs"]
+        outbox = Outbox(collection, messaging.Publisher(broker))
+        await outbox.ensure_indexes()
+        event = StatusChanged(
+            application_id="a1",
+            application_number="20-2026-0000001-3",
+            status="routed",
+            at="2026-03-02T09:00:00+03:00",
+        )
+        # A write with its event, and then the writer dies before delivering.
+        fields, pending = outbox.fields("a1", [messaging.Outgoing.of(topic, event, "a1")])
+        await collection.insert_one({"_id": "a1", "state": "routed", **fields})
+        assert pending is not None
+        assert await outbox.relay_once() == 0  # still within the writer's grace period
+        assert await outbox.relay_once(now=fields["outbox_due"] + 1) == 1
+        got = await consume_until(settings.kafka_bootstrap, topic, lambda b: True)
+        assert got["event_id"] == str(event.event_id)
+        assert (await collection.find_one({"_id": "a1"}))["outbox"] == []
+        assert await outbox.relay_once(now=fields["outbox_due"] + 100) == 0  # published once
+        # A later write that replaces the document carries what is still unpublished.
+        again, _ = outbox.fields("a1", [messaging.Outgoing.of(topic, event, "a1")])
+        more, pending = outbox.fields("a1", [], carried=again["outbox"])
+        assert pending is not None and len(pending.messages) == 1
+    finally:
+        await broker.stop()
+        await client.close()
 
 
 async def test_dead_letters_are_replayed_from_the_source_topic_once_the_cause_is_fixed(
@@ -109,15 +253,14 @@ async def test_dead_letters_are_replayed_from_the_source_topic_once_the_cause_is
 ):
     from services.common import dlq
 
-    topic = f"test.replay.{uuid.uuid4().hex[:8]}"
-    await create_topics(settings.kafka_bootstrap, [topic, topics.dlq(topic)])
+    topic = await new_topic(settings, "replay")
     fixed = {"now": False}
     handled: list[int] = []
 
-    async def handle(event: Ping) -> None:
+    async def handle(events: list[Ping]) -> None:
         if not fixed["now"]:
             raise RuntimeError("taxonomy not deployed yet")
-        handled.append(event.n)
+        handled.extend(e.n for e in events)
 
     broker = messaging.make_broker(settings, "testsvc")
     messaging.subscribe(

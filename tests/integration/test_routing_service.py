@@ -44,9 +44,9 @@ async def service(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncCli
     stored: list[str] = []
     add = app.state.store.add
 
-    async def recording_add(document: dict[str, Any]) -> bool:
-        stored.append(document["_id"])
-        return await add(document)
+    async def recording_add(decided: list[tuple[dict[str, Any], Any]]) -> Any:
+        stored.extend(document["_id"] for document, _ in decided)
+        return await add(decided)
 
     app.state.store.add = recording_add
     async with app.router.lifespan_context(app):

@@ -20,6 +20,7 @@ from services.common.events import (
     StatusChanged,
 )
 from services.common.messaging import PermanentError
+from services.common.outbox import Pending as Written
 from services.common.pii import PiiCipher
 from services.routing.domain import UnknownCategory
 from services.routing.handlers import (
@@ -37,7 +38,7 @@ PHONE = "+905321234567"
 
 
 class FakeStore:
-    """The RoutingStore contract, in memory."""
+    """The RoutingStore contract, in memory; each write keeps its events in an outbox."""
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
@@ -47,41 +48,43 @@ class FakeStore:
         doc = self.docs.get(application_id)
         return copy.deepcopy(doc) if doc else None
 
-    async def seen(self, application_id: str) -> bool:
-        return application_id in self.docs
+    async def seen(self, application_ids: list[str]) -> set[str]:
+        return {a for a in application_ids if a in self.docs}
 
-    async def add(self, document: dict[str, Any]) -> bool:
+    def _stamp(self, doc: dict[str, Any], messages) -> Written | None:
+        doc.setdefault("outbox", []).extend(messages)
+        return Written(doc["_id"], "t", tuple(doc["outbox"])) if doc["outbox"] else None
+
+    async def add(self, decided) -> list[Written]:
         if self.fail_next_add:
             self.fail_next_add = False
             raise ConnectionError("database went away")
-        if document["_id"] in self.docs:
-            return False
-        self.docs[document["_id"]] = copy.deepcopy(document)
-        return True
+        written = []
+        for document, messages in decided:
+            if document["_id"] in self.docs:
+                continue
+            doc = self.docs[document["_id"]] = copy.deepcopy(document)
+            written.append(self._stamp(doc, messages))
+        return [w for w in written if w]
 
-    async def claim(self, application_id: str, round_: int, routing: dict[str, Any]) -> bool:
+    async def claim(self, application_id: str, round_: int, routing: dict[str, Any], *, messages):
         doc = self.docs.get(application_id)
         if not doc or doc["state"] != PENDING or doc["round"] != round_:
-            return False
+            return False, None
         doc.update(state=ROUTED, routing=routing)
-        return True
+        return True, self._stamp(doc, messages)
 
-    async def unclaim(self, application_id: str, round_: int) -> None:
-        doc = self.docs[application_id]
-        if doc["state"] == ROUTED and doc["round"] == round_:
-            doc.update(state=PENDING, routing=None)
-
-    async def back_to_pending(self, application_id, round_, *, pending, returns) -> bool:
+    async def back_to_pending(self, application_id, round_, *, pending, returns, messages):
         doc = self.docs.get(application_id)
         if not doc or doc["state"] != ROUTED or doc["round"] != round_:
-            return False
+            return None
         doc.update(
             state=PENDING,
             round=round_ + 1,
             pending=pending,
             returns=copy.deepcopy(returns),
         )
-        return True
+        return self._stamp(doc, messages)
 
     async def pending(self, province, limit, offset, *, district=None, application_number=None):
         items = [
@@ -97,14 +100,20 @@ class FakeStore:
 
 
 class Bus:
-    def __init__(self) -> None:
+    """Delivers outboxes: records what is published and clears what it published."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
         self.sent: list[tuple[str, Envelope, str]] = []
         self.fail = False
 
-    async def __call__(self, topic: str, event: Envelope, key: str) -> None:
+    async def __call__(self, written) -> None:
+        batch = [w for w in written if w is not None]
         if self.fail:
             raise ConnectionError("broker went away")
-        self.sent.append((topic, event, key))
+        for w in batch:
+            self.sent.extend((m.topic, m.event, m.key) for m in w.messages)
+            self.store.docs[w.document_id]["outbox"] = []
 
     def on(self, topic: str) -> list[Envelope]:
         return [e for t, e, _ in self.sent if t == topic]
@@ -116,8 +125,8 @@ def store() -> FakeStore:
 
 
 @pytest.fixture
-def bus() -> Bus:
-    return Bus()
+def bus(store: FakeStore) -> Bus:
+    return Bus(store)
 
 
 @pytest.fixture
@@ -197,17 +206,37 @@ class TestArrival:
         await routing.application_received(event)
         assert len(bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")) == 1
 
-    async def test_crash_before_the_write_replays_the_same_events(
+    async def test_a_failed_write_announces_nothing_and_the_retry_announces_once(
         self, routing: Routing, store: FakeStore, bus: Bus
     ):
         event = received()
         store.fail_next_add = True
         with pytest.raises(ConnectionError):
             await routing.application_received(event)
+        assert bus.sent == []
         await routing.application_received(event)
-        first, second = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
-        assert first.event_id == second.event_id == event_id(event.application_id, 0, "assignment")
+        (assignment,) = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
+        assert assignment.event_id == event_id(event.application_id, 0, "assignment")
         assert store.docs[event.application_id]["state"] == ROUTED
+
+    async def test_a_batch_is_decided_once_per_application(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        first, second = received(), received(category=None)
+        await routing.applications_received([first, second, first])
+        assert len(bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")) == 1
+        assert len(bus.on(topics.ROUTED)) == 2
+        assert store.docs[second.application_id]["state"] == PENDING
+
+    async def test_events_stay_in_the_outbox_when_kafka_is_away(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received()
+        bus.fail = True
+        with pytest.raises(ConnectionError):
+            await routing.application_received(event)
+        doc = store.docs[event.application_id]
+        assert doc["state"] == ROUTED and len(doc["outbox"]) == 3  # for the relay
 
     async def test_without_category_it_waits_for_an_officer(
         self, routing: Routing, store: FakeStore, bus: Bus
@@ -260,17 +289,18 @@ class TestOfficer:
         with pytest.raises(AlreadyRouted):
             await routing.route_by_officer(event.application_id, "ALT-002", officer)
 
-    async def test_an_unpublished_decision_is_undone(
+    async def test_a_decision_kafka_could_not_take_is_kept_for_the_relay(
         self, routing: Routing, store: FakeStore, bus: Bus
     ):
         event = received(category=None)
         await routing.application_received(event)
         bus.fail = True
-        with pytest.raises(ConnectionError):
-            await routing.route_by_officer(event.application_id, "ALT-001", officer)
-        assert store.docs[event.application_id]["state"] == PENDING
-        bus.fail = False
-        assert (await routing.route_by_officer(event.application_id, "ALT-001", officer)).routed_by
+        record = await routing.route_by_officer(event.application_id, "ALT-001", officer)
+        doc = store.docs[event.application_id]
+        assert record.institution_code == "DESKI"
+        assert doc["state"] == ROUTED and len(doc["outbox"]) == 3
+        with pytest.raises(AlreadyRouted):  # stored: no second decision, no 409 loop
+            await routing.route_by_officer(event.application_id, "ALT-002", officer)
 
     async def test_queue_is_limited_to_the_officers_province(self, routing: Routing):
         await routing.application_received(received(category=None))
