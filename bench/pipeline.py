@@ -11,7 +11,9 @@ Figures printed:
   3. intake-to-institution-topic latency (p50/p95/p99) at a steady rate (default 100/s),
      measured by a plain Kafka consumer on every acikkapi.institution.* topic;
   4. intake throughput under load from wrk (a load generator in C, so it is not the bottleneck),
-     and what that is as a share of the raw MongoDB insert rate.
+     and what that is as a share of the raw MongoDB insert rate;
+  5. the end-to-end drain of `bench/drain.py`: N submissions on the intake topic timed through
+     every stage to the receipt SMS and the report, beside Kannel's own sendsms rate.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import drain as drain_bench
 from services.common.messaging import topic_partitions
+from services.common.settings import Settings
 from tests.support import valid_tckn
 
 SERVICES = ("intake", "routing", "tracking", "notification", "reporting")
@@ -286,25 +290,26 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--raw-kafka", type=int, default=20_000)
     parser.add_argument("--raw-mongo", type=int, default=3_000)
+    parser.add_argument("--drain", type=int, default=2_000, help="submissions to drain")
     args = parser.parse_args()
 
     async with httpx.AsyncClient(timeout=10) as http:
         taxonomy = (await http.get(f"{args.routing_url}/api/v1/taxonomy")).json()
     category = taxonomy["headings"][0]["categories"][0]["code"]
 
-    say("1/4 Servislerin boştaki bellek kullanımı (RSS, MB):")
+    say("1/5 Servislerin boştaki bellek kullanımı (RSS, MB):")
     rss = rss_at_rest(Path(args.data_dir))
     for name, mb in rss.items():
         say(f"  {name:<14} {mb:7.1f} MB {'✓' if mb < 150 else '✗ (hedef < 150 MB)'}")
 
-    say("2/4 Bu yığının ham sınırları ölçülüyor…")
+    say("2/5 Bu yığının ham sınırları ölçülüyor…")
     kafka_rate = await raw_kafka_rate(args.bootstrap, args.raw_kafka)
     mongo_serial, mongo_concurrent = await raw_mongo_rates(args.mongo_uri, args.raw_mongo)
     say(f"  Kafka ham üretim     : {kafka_rate:10.0f} mesaj/s (acks=all, toplu)")
     say(f"  MongoDB insert seri  : {mongo_serial:10.0f} kayıt/s")
     say(f"  MongoDB insert eşzam.: {mongo_concurrent:10.0f} kayıt/s (32 eşzamanlı)")
 
-    say(f"3/4 Sabit hızda gecikme: {args.rate:.0f} başvuru/s, {args.seconds:.0f} s…")
+    say(f"3/5 Sabit hızda gecikme: {args.rate:.0f} başvuru/s, {args.seconds:.0f} s…")
     latency = await steady_latency(args, category)
     if latency.get("matched"):
         say(
@@ -316,7 +321,7 @@ async def main() -> None:
     else:
         say(f"  kurum konusunda eşleşen başvuru yok: {latency}")
 
-    say(f"4/4 Yük altında intake: wrk, {args.connections} bağlantı, {args.load_seconds} s…")
+    say(f"4/5 Yük altında intake: wrk, {args.connections} bağlantı, {args.load_seconds} s…")
     load = wrk_throughput(args, category)
     say(
         f"  kabul edilen: {load['accepted_per_s']:.0f} başvuru/s "
@@ -329,7 +334,17 @@ async def main() -> None:
         f"intake / Kafka ham üretim = {load['accepted_per_s'] / kafka_rate:.3f}"
     )
 
+    say(f"5/5 Uçtan uca boşaltma: {args.drain} gönderim başvuru konusuna…")
+    settings = Settings()
+    kannel = await drain_bench.kannel_rate(settings, 1000)
+    rates = await drain_bench.drain(settings, args.drain, timeout=300)
+    for stage, rate in rates.items():
+        say(f"  {stage:<12} {rate:7.1f} başvuru/s")
+    say(f"  alındı SMS'i / Kannel'in kendi hızı ({kannel:.0f}/s): {rates['sms_sent'] / kannel:.2f}")
+
     summary = {
+        "drain_per_s": rates,
+        "kannel_sendsms_per_s": kannel,
         "rss_mb": rss,
         "kafka_produce_per_s": kafka_rate,
         "mongo_insert_serial_per_s": mongo_serial,

@@ -28,6 +28,8 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 HTTP_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=5.0)
 SMTP_TIMEOUT = 15.0
+# Enough pooled connections for every request a batch has in flight (handlers.SEND_CONCURRENCY).
+SEND_CONNECTIONS = 64
 
 
 class SmsGateway(Protocol):
@@ -42,7 +44,9 @@ class EmailGateway(Protocol):
 
 def make_http_client() -> httpx.AsyncClient:
     """One client for the process: its connection pool is reused by every SMS."""
-    return httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=httpx.Limits(max_connections=20))
+    return httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, limits=httpx.Limits(max_connections=SEND_CONNECTIONS)
+    )
 
 
 class KannelGateway:

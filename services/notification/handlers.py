@@ -53,7 +53,7 @@ T = TypeVar("T")
 
 # Requests of one batch sent side by side: Kannel answers fastest with about this many
 # requests in flight, over the HTTP client's pooled connections.
-SEND_CONCURRENCY = 16
+SEND_CONCURRENCY = 48
 
 _WAITING_FOR_DELIVERY = (NotificationState.sent.value, NotificationState.uncertain.value)
 

@@ -241,7 +241,7 @@ async def test_the_outbox_relay_publishes_what_a_crashed_writer_left(settings: S
         assert await outbox.relay_once(now=fields["outbox_due"] + 100) == 0  # published once
         # A later write that replaces the document carries what is still unpublished.
         again, _ = outbox.fields("a1", [messaging.Outgoing.of(topic, event, "a1")])
-        more, pending = outbox.fields("a1", [], carried=again["outbox"])
+        _, pending = outbox.fields("a1", [], carried=again["outbox"])
         assert pending is not None and len(pending.messages) == 1
     finally:
         await broker.stop()

@@ -1,0 +1,593 @@
+"""The short chaos form: ~300 Kafka submissions at a steady rate while every service is SIGKILLed
+and restarted once and the broker restarts, then each application is checked end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient
+
+from services.common import topics
+from services.common.auth import Role
+from services.common.settings import SERVICE_PORTS, Settings
+from tests.conftest import start_group_at_end, topic_partitions
+from tests.e2e.conftest import READS
+from tests.support import bearer, parse_fakesmsc, valid_tckn
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBMISSION_COUNT = 300
+RATE_PER_SECOND = 30.0
+CATEGORY = "ALT-001"  # İçme suyu kesintisi: a province-wide water matter
+INSTITUTION = "DESKI"
+READY_TIMEOUT = 120.0
+CONVERGE_TIMEOUT = 180.0
+SETTLE_SECONDS = 5.0
+# Seconds after the first submission at which each disruption starts, spread over the run.
+CHAOS_SCHEDULE = [
+    (1.0, "intake"),
+    (2.5, "routing"),
+    (4.0, "tracking"),
+    (5.0, "broker"),
+    (7.0, "notification"),
+    (8.5, "reporting"),
+]
+WATCHED = [topics.RECEIVED, topics.institution_topic(INSTITUTION)]
+
+
+def say(text: str) -> None:
+    print(f"[chaos] {text}", flush=True)
+
+
+def tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+# --- the processes under test ------------------------------------------------------------------
+
+
+class ServiceFleet:
+    """The five services as `python -m services.<name>` processes, as tests/e2e/conftest.py
+    starts them, each of which can be SIGKILLed and started again."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.urls = {n: f"http://127.0.0.1:{settings.port_for(n)}" for n in SERVICE_PORTS}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = dict(os.environ, AK_DB_PREFIX=settings.db_prefix)
+        self.env.setdefault(
+            "AK_SMS_DLR_BASE_URL", f"http://127.0.0.1:{settings.port_for('notification')}"
+        )
+        self.env.setdefault(
+            "AK_PUBLIC_TRACKING_URL", f"http://127.0.0.1:{settings.port_for('tracking')}/takip"
+        )
+
+    def log_of(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def start(self, name: str) -> None:
+        with open(self.log_of(name), "ab") as log:  # a restart appends to the same log
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill_and_restart(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.start(name)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = set(SERVICE_PORTS)
+        while waiting and time.monotonic() < deadline:
+            for name in sorted(waiting):
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited: {tail(self.log_of(name), 3000)}")
+                try:
+                    if httpx.get(f"{self.urls[name]}/readyz", timeout=2).status_code == 200:
+                        waiting.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+        if waiting:
+            tails = {n: tail(self.log_of(n)) for n in sorted(waiting)}
+            raise RuntimeError(f"not ready after {timeout:.0f} s: {sorted(waiting)}\n{tails}")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+class StackBroker:
+    """The test stack's Kafka broker, stopped and started the way deploy/local/stack.sh does
+    (it has no command for one component): its PID file, the same command line, its log."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data = data_dir
+        self.port = port
+        self.pid_file = data_dir / "pids" / "kafka.pid"
+        self.conf = data_dir / "conf" / "server.properties"
+        self.log = data_dir / "logs" / "kafka.log"
+        cache = Path(os.environ.get("AK_CACHE_DIR", ROOT / ".ak" / "cache"))
+        self.kafka_home = cache / "kafka_2.12-2.3.0"
+        self.zk_jars = cache / "zookeeper-client" / "usr" / "share" / "java"
+
+    def running_pid(self) -> int | None:
+        """The broker's PID while it still belongs to this data folder's stack (stack.sh's
+        marker: the command line names this folder's server.properties)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            return None
+        return pid if str(self.conf) in cmdline else None
+
+    def stop(self, grace: float = 60.0) -> None:
+        pid = self.running_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)  # a controlled shutdown; ZooKeeper keeps running
+        deadline = time.monotonic() + grace
+        while self.running_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self.running_pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+            while self.running_pid() is not None:
+                time.sleep(0.1)
+
+    def start(self) -> None:
+        """stack.sh's start_kafka through its `launch`: the earlier log kept as .log.1, the
+        broker in a session of its own (so it outlives the test), its PID in the PID file."""
+        if self.log.exists():
+            self.log.replace(self.log.with_name(self.log.name + ".1"))
+        launch = (
+            'setsid env LOG_DIR="$1" KAFKA_HEAP_OPTS="-Xmx512m -Xms512m" KAFKA_JMX_OPTS=" " '
+            'CLASSPATH="$2" "$3" "$4" >>"$5" 2>&1 </dev/null &\n'
+            'printf "%s\\n" "$!" >"$6"'
+        )
+        classpath = f"{self.zk_jars / 'zookeeper.jar'}:{self.zk_jars / 'zookeeper-jute.jar'}"
+        subprocess.run(
+            [
+                "bash",
+                "-c",
+                launch,
+                "launch",
+                str(self.data / "logs" / "kafka"),
+                classpath,
+                str(self.kafka_home / "bin" / "kafka-server-start.sh"),
+                str(self.conf),
+                str(self.log),
+                str(self.pid_file),
+            ],
+            cwd=ROOT,
+            check=True,
+        )
+
+    def started(self) -> bool:
+        if self.running_pid() is None or not self.log.exists():
+            return False
+        if "started (kafka.server.KafkaServer)" not in self.log.read_text(errors="replace"):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def wait_started(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.started():
+            if self.running_pid() is None:
+                raise RuntimeError(f"the broker exited while starting: {tail(self.log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker did not start in {timeout:.0f} s: {tail(self.log)}")
+            time.sleep(0.2)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+        self.wait_started()
+
+    def ensure_running(self) -> None:
+        if self.running_pid() is None:
+            self.start()
+        self.wait_started()
+
+
+@dataclass
+class Chaos:
+    settings: Settings
+    fleet: ServiceFleet
+    broker: StackBroker
+    data_dir: Path
+
+
+@pytest.fixture
+def chaos(tmp_path: Path):
+    """The five services started afresh (a database prefix of their own, their groups at the
+    topics' end), and the stack's broker; every process started here stops at the end, and the
+    broker is left running whatever happened."""
+    data_dir = Path(os.environ["AK_DATA_DIR"])
+    settings = Settings(db_prefix=f"chaos{uuid.uuid4().hex[:8]}")
+    broker = StackBroker(data_dir, int(settings.kafka_bootstrap.rsplit(":", 1)[1]))
+    assert broker.started(), "the test stack's broker must be running (deploy/local/stack.sh)"
+    for name, reads in READS.items():
+        asyncio.run(start_group_at_end(settings.kafka_bootstrap, f"acikkapi-{name}", reads))
+    fleet = ServiceFleet(settings, tmp_path)
+    try:
+        for name in SERVICE_PORTS:
+            fleet.start(name)
+        fleet.wait_ready()
+        yield Chaos(settings, fleet, broker, data_dir)
+    finally:
+        fleet.stop_all()
+        broker.ensure_running()
+        say(f"service logs: {tmp_path}")
+
+
+# --- what is sent ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    submission_id: str
+    phone: str
+    body: dict[str, Any]
+
+
+def submissions(count: int) -> list[Submission]:
+    """Valid submissions with distinct TC Kimlik Nos and phone numbers (so each SMS is known by
+    its receiver); the body is the HTTP application body plus `submission_id`."""
+    rng = random.Random()
+    base = rng.randint(1_000_000, 9_999_999 - count)
+    tckns: set[str] = set()
+    while len(tckns) < count:
+        tckns.add(valid_tckn(rng))
+    run = uuid.uuid4().hex[:8]
+    out = []
+    for i, tckn in enumerate(sorted(tckns)):
+        phone = f"+90532{base + i:07d}"
+        submission_id = f"chaos-{run}-{i:04d}"
+        body = {
+            "submission_id": submission_id,
+            "channel": "web",
+            "applicant": {
+                "tckn": tckn,
+                "first_name": "Deneme",
+                "last_name": "Kullanıcı",
+                "mother_maiden_initials": "AK",
+                "phone": phone,
+            },
+            "province_code": 20,
+            "district": rng.choice(["Merkezefendi", "Pamukkale", "Çivril", "Tavas"]),
+            "application_type": "sikayet",
+            "category_code": CATEGORY,
+            "subject": "Mahallemizde içme suyu kesintisi",
+            "text": "Sokağımızda dünden beri şebeke suyu akmıyor, ilgilenilmesini rica ederim.",
+        }
+        out.append(Submission(submission_id, phone, body))
+    return out
+
+
+async def produce_steadily(bootstrap: str, sent: list[Submission], rate: float) -> None:
+    """One submission every 1/rate seconds; whatever the broker's restart made fail is sent
+    again (intake registers a submission id once, so a second copy is harmless)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=30_000,
+        retry_backoff_ms=250,
+    )
+    await producer.start()
+
+    async def send(item: Submission) -> asyncio.Future[Any] | None:
+        try:
+            return await producer.send(
+                topics.SUBMISSIONS,
+                json.dumps(item.body).encode(),
+                key=item.submission_id.encode(),
+            )
+        except KafkaError:
+            return None
+
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pending: dict[int, asyncio.Future[Any] | None] = {}
+        for i, item in enumerate(sent):
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+            pending[i] = await send(item)
+        for _ in range(20):
+            failed = []
+            for i, future in pending.items():
+                try:
+                    if future is None:
+                        raise KafkaError("not sent")
+                    await future
+                except KafkaError:
+                    failed.append(i)
+            if not failed:
+                return
+            say(f"sending {len(failed)} submission(s) again")
+            await asyncio.sleep(1.0)
+            pending = {i: await send(sent[i]) for i in failed}
+        raise AssertionError("submissions could not be produced")
+    finally:
+        await producer.stop()
+
+
+async def disrupt(chaos: Chaos, started_at: float) -> None:
+    """Each service SIGKILLed and restarted once, and the broker restarted, at their times."""
+    loop = asyncio.get_running_loop()
+    for at, target in CHAOS_SCHEDULE:
+        await asyncio.sleep(max(0.0, started_at + at - loop.time()))
+        t0 = loop.time() - started_at
+        if target == "broker":
+            await asyncio.to_thread(chaos.broker.restart)
+            say(
+                f"t={t0:5.1f}s broker stopped (SIGTERM) and started again, up at "
+                f"t={loop.time() - started_at:.1f}s"
+            )
+        else:
+            await asyncio.to_thread(chaos.fleet.kill_and_restart, target)
+            say(f"t={t0:5.1f}s {target} SIGKILLed and started again")
+
+
+# --- what came out -----------------------------------------------------------------------------
+
+
+async def end_offsets(bootstrap: str, names: list[str]) -> dict[TopicPartition, int]:
+    partitions = await topic_partitions(bootstrap, names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+
+
+async def read_since(
+    bootstrap: str, starts: dict[TopicPartition, int]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every JSON message on the partitions from the given offsets up to their current end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[tuple[str, dict[str, Any]]] = []
+    try:
+        consumer.assign(list(starts))
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+        ends = await consumer.end_offsets(list(starts))
+        async with asyncio.timeout(60):
+            while [tp for tp in starts if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                for records in batch.values():
+                    for record in records:
+                        try:
+                            value = json.loads(record.value or b"")
+                        except ValueError:
+                            continue
+                        if isinstance(value, dict):
+                            out.append((record.topic, value))
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def tracked_as_routed(http: httpx.AsyncClient, chaos: Chaos) -> set[str]:
+    """Ids of the applications tracking lists as routed to the institution (a supervisor's
+    look does not open them, so they stay routed)."""
+    url = f"{chaos.fleet.urls['tracking']}/api/v1/institutions/{INSTITUTION}/applications"
+    headers = bearer(chaos.settings, Role.supervisor, subject="chaos-vali-yardimcisi")
+    found: set[str] = set()
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"status": "routed", "limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        response = await http.get(url, params=params, headers=headers)
+        response.raise_for_status()
+        page = response.json()
+        found |= {item["application_id"] for item in page["items"]}
+        cursor = page["next_cursor"]
+        if not cursor:
+            return found
+
+
+async def counted_by_reporting(mongo: AsyncMongoClient, chaos: Chaos, ids: list[str]) -> set[str]:
+    """Ids of the applications reporting's read model counts as received and routed to the
+    institution."""
+    db = mongo[chaos.settings.database_name("reporting")]
+    counted = set()
+    async for doc in db["applications"].find({"_id": {"$in": ids}}):
+        routings = (doc.get("routings") or {}).values()
+        if (
+            doc.get("received_day")
+            and doc.get("st_routed")
+            and any(r.get("institution_code") == INSTITUTION for r in routings)
+        ):
+            counted.add(doc["_id"])
+    return counted
+
+
+def receipts_by_phone(fakesmsc_out: Path, offset: int) -> dict[str, list[str]]:
+    """Receipt SMS texts (parts joined) fakesmsc got since `offset`, by receiver digits."""
+    with open(fakesmsc_out, "rb") as f:
+        f.seek(offset)
+        lines = f.read().decode("utf-8", errors="replace").splitlines()
+    receipts: dict[str, list[str]] = defaultdict(list)
+    for sms in parse_fakesmsc(lines):
+        if "alındı" in sms.text:
+            receipts[sms.receiver].append(sms.text)
+    return receipts
+
+
+@dataclass
+class Figures:
+    not_registered: list[str] = field(default_factory=list)
+    registered_twice: list[str] = field(default_factory=list)
+    not_on_institution_topic: list[str] = field(default_factory=list)
+    not_routed_in_tracking: list[str] = field(default_factory=list)
+    not_in_reporting: list[str] = field(default_factory=list)
+    sms_missing: list[str] = field(default_factory=list)
+    sms_doubled: list[str] = field(default_factory=list)
+    assignments_repeated: int = 0
+
+    @property
+    def lost(self) -> set[str]:
+        return {
+            *self.not_registered,
+            *self.not_on_institution_topic,
+            *self.not_routed_in_tracking,
+            *self.not_in_reporting,
+        }
+
+    def done(self) -> bool:
+        return not (self.lost or self.registered_twice or self.sms_missing or self.sms_doubled)
+
+    def summary(self) -> str:
+        return (
+            f"lost {len(self.lost)} (not registered {len(self.not_registered)}, "
+            f"not on {INSTITUTION}'s topic {len(self.not_on_institution_topic)}, "
+            f"not routed in tracking {len(self.not_routed_in_tracking)}, "
+            f"not in reporting {len(self.not_in_reporting)}), "
+            f"registered twice {len(self.registered_twice)}, "
+            f"SMS missing {len(self.sms_missing)}, SMS doubled {len(self.sms_doubled)}, "
+            f"institution assignments repeated {self.assignments_repeated}"
+        )
+
+
+async def observe(
+    chaos: Chaos,
+    sent: list[Submission],
+    starts: dict[TopicPartition, int],
+    sms_offset: int,
+    http: httpx.AsyncClient,
+    mongo: AsyncMongoClient,
+) -> Figures:
+    bootstrap = chaos.settings.kafka_bootstrap
+    ours = {s.submission_id for s in sent}
+    app_ids: dict[str, set[str]] = defaultdict(set)
+    numbers: dict[str, str] = {}
+    assignments: dict[str, set[str]] = defaultdict(set)  # application id -> event ids
+    for topic, value in await read_since(bootstrap, starts):
+        if topic == topics.RECEIVED and value.get("submission_id") in ours:
+            app_ids[value["submission_id"]].add(value["application_id"])
+            numbers[value["application_id"]] = value["application_number"]
+        elif topic == topics.institution_topic(INSTITUTION) and value.get("application_id"):
+            assignments[value["application_id"]].add(str(value.get("event_id")))
+    registered = sorted({a for ids in app_ids.values() for a in ids})
+    routed = await tracked_as_routed(http, chaos)
+    counted = await counted_by_reporting(mongo, chaos, registered)
+    receipts = receipts_by_phone(chaos.data_dir / "fakesmsc.out", sms_offset)
+
+    figures = Figures()
+    for item in sent:
+        sid = item.submission_id
+        ids = app_ids.get(sid, set())
+        if not ids:
+            figures.not_registered.append(sid)
+            continue
+        if len(ids) > 1:
+            figures.registered_twice.append(sid)
+        texts = receipts.get(item.phone.lstrip("+"), [])
+        if len(texts) > 1:
+            figures.sms_doubled.append(sid)
+        for app_id in ids:
+            if app_id not in assignments:
+                figures.not_on_institution_topic.append(sid)
+            if app_id not in routed:
+                figures.not_routed_in_tracking.append(sid)
+            if app_id not in counted:
+                figures.not_in_reporting.append(sid)
+            if not any(numbers[app_id] in text for text in texts):
+                figures.sms_missing.append(sid)
+    figures.assignments_repeated = sum(len(events) > 1 for events in assignments.values())
+    return figures
+
+
+# --- the test ----------------------------------------------------------------------------------
+
+
+async def test_no_application_is_lost_or_doubled_while_services_and_broker_are_killed(
+    chaos: Chaos,
+):
+    bootstrap = chaos.settings.kafka_bootstrap
+    sent = submissions(SUBMISSION_COUNT)
+    starts = await end_offsets(bootstrap, WATCHED)
+    fakesmsc_out = chaos.data_dir / "fakesmsc.out"
+    sms_offset = fakesmsc_out.stat().st_size if fakesmsc_out.exists() else 0
+
+    loop = asyncio.get_running_loop()
+    started_at = loop.time()
+    say(f"producing {len(sent)} submissions at {RATE_PER_SECOND:.0f}/s")
+    await asyncio.gather(
+        produce_steadily(bootstrap, sent, RATE_PER_SECOND), disrupt(chaos, started_at)
+    )
+    say(f"t={loop.time() - started_at:5.1f}s all produced; waiting for every service's /readyz")
+    await asyncio.to_thread(chaos.broker.wait_started)
+    await asyncio.to_thread(chaos.fleet.wait_ready)
+    say(f"t={loop.time() - started_at:5.1f}s all ready")
+
+    mongo: AsyncMongoClient = AsyncMongoClient(chaos.settings.mongo_uri)
+    try:
+        async with httpx.AsyncClient(timeout=15) as http:
+            deadline = started_at + CONVERGE_TIMEOUT
+            while True:
+                figures = await observe(chaos, sent, starts, sms_offset, http, mongo)
+                if figures.done() or loop.time() > deadline:
+                    break
+                say(f"t={loop.time() - started_at:5.1f}s so far: {figures.summary()}")
+                await asyncio.sleep(3.0)
+            converged = loop.time() - started_at
+            if figures.done():
+                # Late repeats (a relay's second publication) would show up now.
+                await asyncio.sleep(SETTLE_SECONDS)
+                figures = await observe(chaos, sent, starts, sms_offset, http, mongo)
+    finally:
+        await mongo.close()
+
+    say(f"result after {converged:.1f} s: {figures.summary()}")
+    for name in ("not_registered", "registered_twice", "sms_missing", "sms_doubled"):
+        examples = getattr(figures, name)[:5]
+        if examples:
+            say(f"  {name}: {examples}")
+    assert len(figures.lost) == 0, figures.summary()
+    assert len(figures.registered_twice) == 0, figures.summary()
+    assert len(figures.sms_missing) == 0, figures.summary()
+    assert len(figures.sms_doubled) == 0, figures.summary()
