@@ -126,6 +126,9 @@ def make_broker(settings: Settings, service: str) -> KafkaBroker:
         linger_ms=2,
         max_batch_size=256 * 1024,
         request_timeout_ms=15_000,
+        # A consumer that joined its group while a restarted broker did not yet know its topic
+        # gets no partitions, and asks again only when its metadata ages: keep that short.
+        metadata_max_age_ms=10_000,
         graceful_timeout=10.0,
         # Handlers decode their own events (a poison message must not fail its whole batch);
         # the annotations still give AsyncAPI the real payload schema.
