@@ -25,10 +25,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.pipeline import application_body
 from services.common import topics
 from services.common.messaging import topic_partitions
 from services.common.settings import Settings
-from tests.support import valid_tckn
 
 ROUTED_FIELD = "st_routed"  # reporting keeps when each status was reached
 STAGES = ("received", "institution", "tracked", "reported", "sms_sent")
@@ -39,23 +39,9 @@ def say(text: str) -> None:
 
 
 def submission(rng: random.Random, run: str, n: int) -> dict:
-    return {
-        "submission_id": f"drain-{run}-{n}",
-        "channel": "web",
-        "applicant": {
-            "tckn": valid_tckn(rng),
-            "first_name": "Deneme",
-            "last_name": "Kullanıcı",
-            "mother_maiden_initials": "AK",
-            "phone": f"+90532{rng.randint(1_000_000, 9_999_999)}",
-        },
-        "province_code": 20,
-        "district": rng.choice(["Merkezefendi", "Pamukkale", "Çivril", "Tavas"]),
-        "application_type": "sikayet",
-        "category_code": rng.choice(["ALT-001", "ALT-002"]),
-        "subject": "Yük testi başvurusu",
-        "text": "Bu başvuru bench/drain.py tarafından uçtan uca ölçüm için gönderildi.",
-    }
+    """An auto-routed application body of `bench/pipeline.py`, with its submission id."""
+    body = application_body(rng, rng.choice(["ALT-001", "ALT-002"]))
+    return {"submission_id": f"drain-{run}-{n}", **body, "channel": "web"}
 
 
 async def kannel_rate(settings: Settings, count: int, concurrency: int = 16) -> float:

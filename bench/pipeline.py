@@ -39,7 +39,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import drain as drain_bench
 from services.common.messaging import topic_partitions
 from services.common.settings import Settings
 from tests.support import valid_tckn
@@ -333,6 +332,8 @@ async def main() -> None:
         f"{load['accepted_per_s'] / mongo_concurrent:.2f}; "
         f"intake / Kafka ham üretim = {load['accepted_per_s'] / kafka_rate:.3f}"
     )
+
+    from bench import drain as drain_bench  # it builds its bodies with this module's
 
     say(f"5/5 Uçtan uca boşaltma: {args.drain} gönderim başvuru konusuna…")
     settings = Settings()
