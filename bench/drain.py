@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
@@ -45,7 +45,8 @@ def submission(rng: random.Random, run: str, n: int) -> dict:
 
 
 async def kannel_rate(settings: Settings, count: int, concurrency: int = 16) -> float:
-    """Kannel's own accepted sendsms per second, with `concurrency` plain HTTP requests."""
+    """Kannel's own accepted sendsms per second: `concurrency` plain requests at a time, over
+    the HTTP client notification uses (aiohttp; httpx here measured httpx, at ~600/s)."""
     params = {
         "username": settings.sms_username,
         "password": settings.sms_password,
@@ -56,16 +57,16 @@ async def kannel_rate(settings: Settings, count: int, concurrency: int = 16) -> 
     }
     queue = list(range(count))
     accepted = 0
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
 
         async def worker() -> None:
             nonlocal accepted
             while queue:
                 n = queue.pop()
-                answer = await client.get(
-                    settings.sms_gateway_url, params=params | {"to": f"90555{n:07d}"}
-                )
-                accepted += answer.status_code in (200, 202)
+                to = {"to": f"90555{n:07d}"}
+                async with client.get(settings.sms_gateway_url, params=params | to) as answer:
+                    await answer.read()
+                    accepted += answer.status in (200, 202)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

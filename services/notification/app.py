@@ -9,7 +9,7 @@ from services.common.messaging import make_broker
 from services.common.mongo import make_client, service_database
 from services.common.settings import Settings, get_settings
 from services.notification import api
-from services.notification.gateways import KannelGateway, SmtpGateway, make_http_client
+from services.notification.gateways import KannelGateway, SmtpGateway
 from services.notification.handlers import SERVICE, Notifier
 from services.notification.messaging import register, result_publisher
 from services.notification.rendering import Renderer
@@ -22,13 +22,14 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     mongo = make_client(settings)
     runtime = Runtime(SERVICE, settings, broker, mongo)
     store = NotificationStore(service_database(mongo, settings, SERVICE))
-    http_client = make_http_client()
+    sms = KannelGateway(settings)
+    smtp = SmtpGateway(settings)
     notifier = Notifier(
         settings=settings,
         store=store,
         renderer=Renderer(),
-        sms=KannelGateway(settings, http_client),
-        email=SmtpGateway(settings),
+        sms=sms,
+        email=smtp,
         publish=result_publisher(broker),
     )
     register(broker, notifier, settings, group_id=consumer_group)
@@ -38,7 +39,8 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         # under a handler that is mid-request would make Kannel's answer unreadable and the
         # SMS "uncertain". So drain the consumers first (stopping twice is harmless).
         await broker.stop()
-        await http_client.aclose()
+        await sms.aclose()
+        await smtp.aclose()
 
     app = create_service_app(
         runtime,

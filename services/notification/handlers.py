@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pymongo.errors import ConnectionFailure
@@ -16,7 +17,7 @@ from services.common.events import (
     NotificationResult,
     utcnow,
 )
-from services.common.messaging import PermanentError, each
+from services.common.messaging import PartialFailure, PermanentError
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.notification import domain
@@ -46,14 +47,14 @@ from services.notification.store import NotificationStore
 log = logging.getLogger("acikkapi.notification")
 
 SERVICE = "notification"
-Publish = Callable[[NotificationResult], Awaitable[None]]
+Publish = Callable[[list[NotificationResult]], Awaitable[None]]
 ResultStatus = Literal["sent", "delivered", "failed", "skipped_duplicate"]
 ReportOutcome = Literal["settled", "recorded", "ignored", "unknown"]
 T = TypeVar("T")
 
 # Requests of one batch sent side by side: Kannel answers fastest with about this many
 # requests in flight, over the HTTP client's pooled connections.
-SEND_CONCURRENCY = 48
+SEND_CONCURRENCY = 16
 
 _WAITING_FOR_DELIVERY = (NotificationState.sent.value, NotificationState.uncertain.value)
 
@@ -112,54 +113,115 @@ class Notifier:
     # --- a request to send ---------------------------------------------------------------------
 
     async def handle_requests(self, requests: list[NotificationRequest]) -> None:
-        """Sends a batch of requested SMS and e-mails side by side, each key at most once."""
-        await each(requests, self.handle_request, concurrency=SEND_CONCURRENCY)
+        """Sends a batch of requested SMS and e-mails, each key at most once: one write claims
+        every key, the gateways are called side by side, one write records their answers and
+        the results are published together. A key that comes twice in one batch is taken up
+        again after its first occurrence is done, as the repeat it is."""
+        failed: dict[int, BaseException] = {}
+        waiting = list(enumerate(requests))
+        while waiting:
+            firsts: dict[str, tuple[int, NotificationRequest]] = {}
+            repeats: list[tuple[int, NotificationRequest]] = []
+            for index, request in waiting:
+                if request.idempotency_key in firsts:
+                    repeats.append((index, request))
+                else:
+                    firsts[request.idempotency_key] = (index, request)
+            await self._handle_distinct(list(firsts.values()), failed)
+            waiting = repeats
+        if failed:
+            raise PartialFailure(failed)
 
     async def handle_request(self, request: NotificationRequest) -> None:
         """Sends one requested SMS or e-mail, at most once per idempotency key."""
         try:
-            rendered = self.renderer.render(request.template, request.channel, request.params)
-        except TemplateProblem as exc:
-            raise PermanentError(str(exc)) from exc
+            await self.handle_requests([request])
+        except PartialFailure as exc:
+            raise exc.failed[0] from None
 
-        address: str | None = None
-        problem: str | None = None
-        try:
-            if request.channel is NotificationChannel.sms:
-                address = domain.kannel_recipient(request.to)
+    async def _handle_distinct(
+        self, batch: list[tuple[int, NotificationRequest]], failed: dict[int, BaseException]
+    ) -> None:
+        jobs: list[_Job] = []
+        for index, request in batch:
+            try:
+                rendered = self.renderer.render(request.template, request.channel, request.params)
+            except TemplateProblem as exc:
+                failed[index] = PermanentError(str(exc))
+                continue
+            address, problem = _recipient(request)
+            record = self._new_record(request, rendered, problem)
+            jobs.append(_Job(index, request, rendered, address, record))
+        known = await self.store.claim_many([job.record for job in jobs])
+
+        results: list[NotificationResult] = []
+        to_send: list[_Job] = []
+        for job in jobs:
+            key = job.request.idempotency_key
+            if key in known:
+                result = await self._on_known_key(job.request, known[key])
+                results.extend([result] if result else [])
+            elif job.address is None:
+                FAILED.labels(job.request.channel.value, "invalid_recipient").inc()
+                results.append(_result(job.record, "failed", job.record.get("error")))
             else:
-                address = domain.check_email(request.to)
-        except InvalidRecipient as exc:
-            problem = str(exc)
+                to_send.append(job)
 
-        record = self._new_record(request, rendered, problem)
-        claimed, existing = await self.store.claim(record)
-        if not claimed:
-            await self._on_known_key(request, existing)
-            return
-        if problem is not None or address is None:
-            FAILED.labels(request.channel.value, "invalid_recipient").inc()
-            await self._announce(record, "failed", problem)
-            return
+        # SMS side by side up to Kannel's sweet spot; e-mails queue for the SMTP gateway's own
+        # few connections without holding an SMS back.
+        gates = {
+            NotificationChannel.sms: asyncio.Semaphore(SEND_CONCURRENCY),
+            NotificationChannel.email: asyncio.Semaphore(len(to_send) or 1),
+        }
 
-        reply, attempts = await self._send(request, rendered, address)
-        state = domain.state_after(reply.outcome)
-        fields = {"gateway_answer": reply.detail, "attempts": attempts}
-        if state is NotificationState.uncertain:
-            fields["uncertain_reason"] = "no_gateway_answer"
-        doc = await self._persist(
-            lambda: self.store.finish_sending(request.idempotency_key, state, fields)
-        )
-        if doc is None:
-            log.warning("notification record moved on while sending", extra=self._log(request))
-            return
-        self._count(request, state, reply, record)
-        status = domain.result_status(state)
-        if status is not None:
-            await self._announce(doc, status, reply.detail)
-        early = doc.get("early_report")
-        if early and doc["state"] in _WAITING_FOR_DELIVERY:
-            await self._settle(doc["_id"], early)
+        async def send(job: _Job) -> tuple[GatewayReply, int] | None:
+            async with gates[job.request.channel]:
+                try:
+                    return await self._send(job.request, job.rendered, job.address or "")
+                except Exception as exc:  # a bug: this one fails, the others go on
+                    failed[job.index] = exc
+                    return None
+
+        replies = await asyncio.gather(*(send(job) for job in to_send))
+        answered = [
+            (job, reply, attempts, domain.state_after(reply.outcome))
+            for job, answer in zip(to_send, replies, strict=True)
+            if answer is not None
+            for reply, attempts in [answer]
+        ]
+        answers = []
+        for job, reply, attempts, state in answered:
+            fields: dict[str, Any] = {"gateway_answer": reply.detail, "attempts": attempts}
+            if state is NotificationState.uncertain:
+                fields["uncertain_reason"] = "no_gateway_answer"
+            answers.append((job.request.idempotency_key, state, fields))
+        matched = await self._persist(lambda: self.store.finish_many(answers))
+        if matched < len(answers):
+            log.warning(
+                "notification records moved on while sending",
+                extra={"records": len(answers) - matched},
+            )
+        for job, reply, _attempts, state in answered:
+            self._count(job.request, state, reply, job.record)
+            status = domain.result_status(state)
+            if status is not None:
+                results.append(_result(job.record, status, reply.detail))
+        if results:
+            await self.publish(results)
+        if answers:
+            # Delivery reports that came while the batch was sending (fakesmsc reports within
+            # milliseconds), applied side by side and announced together after "sent".
+            keys = [key for key, _state, _fields in answers]
+            early = await self._persist(lambda: self.store.with_early_reports(keys))
+            settled = await asyncio.gather(
+                *(
+                    self._settle(doc["_id"], doc["early_report"])
+                    for doc in early
+                    if doc["state"] in _WAITING_FOR_DELIVERY
+                )
+            )
+            if any(settled):
+                await self.publish([result for result in settled if result is not None])
 
     def _new_record(
         self,
@@ -213,7 +275,9 @@ class Notifier:
             )
             await self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
 
-    async def _on_known_key(self, request: NotificationRequest, existing: dict[str, Any]) -> None:
+    async def _on_known_key(
+        self, request: NotificationRequest, existing: dict[str, Any]
+    ) -> NotificationResult | None:
         channel = request.channel.value
         state = existing.get("state")
         redelivered = existing.get("request_event_id") == str(request.event_id)
@@ -226,14 +290,12 @@ class Notifier:
                     "redelivered while sending: marked uncertain, not resent",
                     extra=self._log(request),
                 )
-            return
+            return None
         if redelivered:
             status = domain.result_status(str(state))
-            if status is not None:
-                await self._announce(existing, status, _detail(existing))
-            return
+            return None if status is None else _result(existing, status, _detail(existing))
         log.info("duplicate request, not sent", extra={**self._log(request), "state": state})
-        await self._announce(existing, "skipped_duplicate", f"zaten işlendi: {state}")
+        return _result(existing, "skipped_duplicate", f"zaten işlendi: {state}")
 
     def _count(
         self,
@@ -271,7 +333,9 @@ class Notifier:
         # the report is parked on the record and the sending handler settles it. The loop
         # covers the record turning "sent" between two of our writes.
         for _ in range(3):
-            if await self._settle(key, report):
+            result = await self._settle(key, report)
+            if result is not None:
+                await self.publish([result])
                 return "settled"
             if await self.store.park_early_report(key, report):
                 return "recorded"
@@ -282,37 +346,21 @@ class Notifier:
                 return "ignored"  # already settled (first final report wins) or failed
         return "recorded"
 
-    async def _settle(self, key: str, report: dict[str, Any]) -> bool:
+    async def _settle(self, key: str, report: dict[str, Any]) -> NotificationResult | None:
+        """Applies a final report to a message waiting for one; the result to announce, or
+        None when it was not waiting (exactly one caller gets the result)."""
         final_state = domain.delivery_report(int(report["status"])).final_state
         if final_state is None:
-            return False
+            return None
         doc = await self.store.settle_delivery(key, final_state, report, utcnow())
         if doc is None:
-            return False
+            return None
         if final_state is NotificationState.failed:
             FAILED.labels(doc["channel"], "delivery_report").inc()
         status = domain.result_status(final_state)
-        if status is not None:
-            await self._announce(doc, status, _report_detail(report))
-        return True
+        return None if status is None else _result(doc, status, _report_detail(report))
 
     # --- shared --------------------------------------------------------------------------------
-
-    async def _announce(
-        self, doc: dict[str, Any], status: ResultStatus, detail: str | None
-    ) -> None:
-        await self.publish(
-            NotificationResult(
-                application_id=doc.get("application_id"),
-                application_number=doc.get("application_number"),
-                producer=SERVICE,
-                idempotency_key=doc["_id"],
-                channel=NotificationChannel(doc["channel"]),
-                status=status,
-                detail=detail,
-                segments=doc.get("segments"),
-            )
-        )
 
     async def _persist(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Retry a write that records what a gateway already did: giving up would leave the
@@ -336,6 +384,40 @@ class Notifier:
             "channel": request.channel.value,
             "template": request.template,
         }
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A request of the batch on its way: where it sends to, and its record."""
+
+    index: int
+    request: NotificationRequest
+    rendered: RenderedSms | RenderedEmail
+    address: str | None  # None: the recipient is invalid (the record says why)
+    record: dict[str, Any]
+
+
+def _recipient(request: NotificationRequest) -> tuple[str | None, str | None]:
+    """(the gateway's form of the recipient, None) or (None, why it cannot be sent to)."""
+    try:
+        if request.channel is NotificationChannel.sms:
+            return domain.kannel_recipient(request.to), None
+        return domain.check_email(request.to), None
+    except InvalidRecipient as exc:
+        return None, str(exc)
+
+
+def _result(doc: dict[str, Any], status: ResultStatus, detail: str | None) -> NotificationResult:
+    return NotificationResult(
+        application_id=doc.get("application_id"),
+        application_number=doc.get("application_number"),
+        producer=SERVICE,
+        idempotency_key=doc["_id"],
+        channel=NotificationChannel(doc["channel"]),
+        status=status,
+        detail=detail,
+        segments=doc.get("segments"),
+    )
 
 
 def _detail(doc: dict[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ from faststream.kafka import KafkaBroker
 
 from services.common import topics
 from services.common.events import NotificationRequest, NotificationResult
-from services.common.messaging import Publisher, declare_publisher, subscribe
+from services.common.messaging import Outgoing, Publisher, declare_publisher, subscribe
 from services.common.settings import Settings
 from services.notification.handlers import SERVICE, Notifier, Publish
 
@@ -35,7 +35,10 @@ def register(
 def result_publisher(broker: KafkaBroker) -> Publish:
     publisher = Publisher(broker)
 
-    async def publish_result(result: NotificationResult) -> None:
-        await publisher.send(topics.NOTIFICATION_RESULTS, result, result.idempotency_key)
+    async def publish_results(results: list[NotificationResult]) -> None:
+        await publisher.send_all(
+            Outgoing.of(topics.NOTIFICATION_RESULTS, result, result.idempotency_key)
+            for result in results
+        )
 
-    return publish_result
+    return publish_results

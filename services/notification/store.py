@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from services.common.events import utcnow
 from services.notification.domain import NotificationState
@@ -36,33 +36,54 @@ class NotificationStore:
             [("state", ASCENDING), ("created_at", ASCENDING)], name="notification_state_created"
         )
 
-    async def claim(self, record: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        """Insert the record under its key; (False, existing record) when the key is known."""
+    async def claim_many(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Insert records under their keys (distinct) in one write; the keys that were already
+        known, with their existing records. A known key whose record cannot be read is still
+        reported known (as its new record), so it is never sent blind."""
+        if not records:
+            return {}
+        keys = [record["_id"] for record in records]
         try:
-            await self.notifications.insert_one(record)
-            return True, record
-        except DuplicateKeyError:
-            existing = await self.notifications.find_one({"_id": record["_id"]})
-            if existing is None:  # removed in between: treat as known, never send blind
-                return False, record
-            return False, existing
+            await self.notifications.insert_many(records, ordered=False)
+            return {}
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            known_keys = {keys[error["index"]] for error in errors}
+        existing = {
+            doc["_id"]: doc
+            async for doc in self.notifications.find({"_id": {"$in": sorted(known_keys)}})
+        }
+        by_key = {record["_id"]: record for record in records}
+        return {key: existing.get(key, by_key[key]) for key in known_keys}
+
+    async def finish_many(
+        self, answers: list[tuple[str, NotificationState, dict[str, Any]]]
+    ) -> int:
+        """Record the gateway's answers in one write; the number of records that took it (a
+        record that moved on without us does not)."""
+        if not answers:
+            return 0
+        now = utcnow()
+        writes = []
+        for key, state, fields in answers:
+            update = {"state": state.value, "updated_at": now, **fields}
+            if state is NotificationState.sent:
+                update["sent_at"] = now
+            writes.append(
+                UpdateOne({"_id": key, "state": {"$in": _AWAITING_GATEWAY}}, {"$set": update})
+            )
+        result = await self.notifications.bulk_write(writes, ordered=False)
+        return result.matched_count
+
+    async def with_early_reports(self, keys: list[str]) -> list[dict[str, Any]]:
+        """The records among `keys` on which a delivery report waits to be applied."""
+        cursor = self.notifications.find({"_id": {"$in": keys}, "early_report": {"$exists": True}})
+        return [doc async for doc in cursor]
 
     async def get(self, key: str) -> dict[str, Any] | None:
         return await self.notifications.find_one({"_id": key})
-
-    async def finish_sending(
-        self, key: str, state: NotificationState, fields: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Record the gateway's answer; None when the record has moved on without us."""
-        now = utcnow()
-        update = {"state": state.value, "updated_at": now, **fields}
-        if state is NotificationState.sent:
-            update["sent_at"] = now
-        return await self.notifications.find_one_and_update(
-            {"_id": key, "state": {"$in": _AWAITING_GATEWAY}},
-            {"$set": update},
-            return_document=ReturnDocument.AFTER,
-        )
 
     async def mark_uncertain(self, key: str, reason: str) -> bool:
         result = await self.notifications.update_one(

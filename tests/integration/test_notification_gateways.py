@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
 from services.common.settings import Settings
 from services.notification.domain import GatewayOutcome, SmsEncoding
-from services.notification.gateways import KannelGateway, SmtpGateway, make_http_client
+from services.notification.gateways import KannelGateway, SmtpGateway
 from services.notification.rendering import RenderedEmail
 
 pytestmark = pytest.mark.integration
@@ -32,35 +31,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with make_http_client() as client:
-        yield client
-
-
 async def send(gateway: KannelGateway, to: str = "905321234567"):
-    return await gateway.send_sms(
-        to=to, text="Açık Kapı deneme", encoding=SmsEncoding.ucs2, dlr_url="http://127.0.0.1:9/x"
-    )
+    try:
+        return await gateway.send_sms(
+            to=to,
+            text="Açık Kapı deneme",
+            encoding=SmsEncoding.ucs2,
+            dlr_url="http://127.0.0.1:9/x",
+        )
+    finally:
+        await gateway.aclose()
 
 
-async def test_kannel_accepts(settings: Settings, http: httpx.AsyncClient):
-    reply = await send(KannelGateway(settings, http))
+async def test_kannel_accepts(settings: Settings):
+    reply = await send(KannelGateway(settings))
     assert reply.outcome is GatewayOutcome.accepted, reply.detail
     assert "Accepted for delivery" in reply.detail
 
 
-async def test_kannel_rejections_are_permanent(settings: Settings, http: httpx.AsyncClient):
+async def test_kannel_rejections_are_permanent(settings: Settings):
     wrong_password = settings.model_copy(update={"sms_password": "yanlış"})
-    reply = await send(KannelGateway(wrong_password, http))
+    reply = await send(KannelGateway(wrong_password))
     assert reply.outcome is GatewayOutcome.rejected and reply.detail.startswith("403")
-    reply = await send(KannelGateway(settings, http), to="abc")
+    reply = await send(KannelGateway(settings), to="abc")
     assert reply.outcome is GatewayOutcome.rejected and reply.detail.startswith("400")
 
 
-async def test_kannel_unreachable_is_transient(settings: Settings, http: httpx.AsyncClient):
+async def test_kannel_unreachable_is_transient(settings: Settings):
     closed = f"http://127.0.0.1:{free_port()}/cgi-bin/sendsms"
-    reply = await send(KannelGateway(settings.model_copy(update={"sms_gateway_url": closed}), http))
+    reply = await send(KannelGateway(settings.model_copy(update={"sms_gateway_url": closed})))
     assert reply.outcome is GatewayOutcome.transient
 
 
@@ -74,8 +73,8 @@ async def test_kannel_silent_after_the_request_is_ambiguous(settings: Settings):
     port = server.sockets[0].getsockname()[1]
     silent = settings.model_copy(update={"sms_gateway_url": f"http://127.0.0.1:{port}/sendsms"})
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, read=0.5)) as client:
-            reply = await send(KannelGateway(silent, client))
+        timeout = aiohttp.ClientTimeout(connect=2.0, sock_read=0.5)
+        reply = await send(KannelGateway(silent, timeout=timeout))
     finally:
         server.close()
     assert reply.outcome is GatewayOutcome.ambiguous
@@ -90,6 +89,51 @@ async def test_smtp_unreachable_is_transient(settings: Settings):
     closed = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": free_port()})
     reply = await SmtpGateway(closed).send_email(to="kurum@denizli.gov.tr", rendered=MAIL)
     assert reply.outcome is GatewayOutcome.transient
+
+
+class Counting:
+    """An SMTP server that counts the sessions (EHLO) and messages it gets."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.messages = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages += 1
+        return "250 OK"
+
+
+async def test_smtp_reuses_its_connections_and_replaces_a_dropped_one(settings: Settings):
+    port = free_port()
+    smtp = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    gateway = SmtpGateway(smtp, connections=2, idle_check_seconds=0.0)
+    first = Counting()
+    controller = Controller(first, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        replies = [
+            await gateway.send_email(to="kurum@denizli.gov.tr", rendered=MAIL) for _ in range(5)
+        ]
+    finally:
+        controller.stop()  # drops the pooled connection
+    assert [r.outcome for r in replies] == [GatewayOutcome.accepted] * 5
+    assert (first.sessions, first.messages) == (1, 5)
+
+    second = Counting()
+    controller = Controller(second, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        reply = await gateway.send_email(to="kurum@denizli.gov.tr", rendered=MAIL)
+        await gateway.aclose()
+    finally:
+        controller.stop()
+    assert reply.outcome is GatewayOutcome.accepted  # not "ambiguous": NOOP found it dead
+    assert (second.sessions, second.messages) == (1, 1)
 
 
 class Refusing:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.common.events import NotificationRequest, NotificationResult
-from services.common.messaging import PermanentError
+from services.common.messaging import PartialFailure, PermanentError
 from services.common.mongo import make_client, service_database
 from services.common.settings import Settings
 from services.notification import domain
@@ -58,8 +58,8 @@ class Harness:
         self.results: list[NotificationResult] = []
         self.sleeps: list[float] = []
 
-        async def publish(result: NotificationResult) -> None:
-            self.results.append(result)
+        async def publish(results: list[NotificationResult]) -> None:
+            self.results.extend(results)
 
         async def sleep(seconds: float) -> None:
             self.sleeps.append(seconds)
@@ -297,3 +297,17 @@ async def test_email_is_sent_once(harness: Harness):
     ]
     doc = await harness.store.get(request.idempotency_key)
     assert doc is not None and doc["recipient_masked"] == "ya***@pamukkale.bel.tr"
+
+
+async def test_a_batch_sends_each_key_once_and_fails_only_its_bad_request(harness: Harness):
+    first, second = sms_request(), sms_request()
+    bad = sms_request(template="no_such_template")
+    batch = [first, again(first), second, bad, first]
+    with pytest.raises(PartialFailure) as failure:
+        await harness.notifier.handle_requests(batch)
+    assert list(failure.value.failed) == [3]
+    assert isinstance(failure.value.failed[3], PermanentError)
+    assert len(harness.sms.sent) == 2
+    # In one batch as across batches: the repeat is skipped, the redelivery re-announced.
+    assert harness.statuses(first.idempotency_key) == ["sent", "skipped_duplicate", "sent"]
+    assert harness.statuses(second.idempotency_key) == ["sent"]
