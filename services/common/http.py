@@ -247,8 +247,12 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def ready(self) -> dict[str, bool]:
-        kafka_ok = self.started.is_set() and await self.broker.ping(timeout=2.0)
-        mongo_ok = await mongo_ping(self.mongo)
+        """Kafka and MongoDB asked side by side, each given 2 s to answer."""
+
+        async def kafka() -> bool:
+            return self.started.is_set() and bool(await self.broker.ping(timeout=2.0))
+
+        kafka_ok, mongo_ok = await asyncio.gather(kafka(), mongo_ping(self.mongo))
         READY.set(1 if kafka_ok and mongo_ok else 0)
         return {"kafka": bool(kafka_ok), "mongodb": mongo_ok, "consumers": self.started.is_set()}
 

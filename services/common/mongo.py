@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -28,9 +30,14 @@ def service_database(client: AsyncMongoClient, settings: Settings, service: str)
     return client[settings.database_name(service)]
 
 
+PING_SECONDS = 2.0
+
+
 async def ping(client: AsyncMongoClient) -> bool:
+    """Whether MongoDB answers within PING_SECONDS (a stopped server never would)."""
     try:
-        await client.admin.command("ping")
+        async with asyncio.timeout(PING_SECONDS):
+            await client.admin.command("ping")
         return True
     except Exception:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import UTC
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from services.common.auth import (
     optional_principal,
     require_roles,
 )
+from services.common.backpressure import Admission, Overloaded
 from services.common.events import Channel
 from services.common.pii import mask_phone
 from services.intake.handlers import (
@@ -35,6 +37,9 @@ from services.intake.handlers import (
 
 router = APIRouter(prefix="/api/v1", tags=["başvurular"])
 
+# A submission not stored by then is answered 503 (the write may still land: see below).
+REGISTER_TIMEOUT = 10.0
+
 
 async def get_intake(request: Request) -> Intake:
     # async on purpose: FastAPI runs a plain `def` dependency on a worker thread per request.
@@ -43,11 +48,11 @@ async def get_intake(request: Request) -> Intake:
     return request.app.state.intake  # type: ignore[no-any-return]
 
 
-def unavailable(message: str) -> HTTPException:
+def unavailable(message: str, retry_after: int = 5) -> HTTPException:
     return HTTPException(
         503,
         detail=[{"field": None, "code": "unavailable", "message": message}],
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": str(retry_after)},
     )
 
 
@@ -147,6 +152,7 @@ class RequestRoute(APIRoute):
 async def submit_application(request: Request) -> JSONResponse:
     """Served by RequestRoute: the hot path reads the request itself (see below for its docs)."""
     intake = await get_intake(request)
+    admission: Admission = request.app.state.admission
     idempotency_key = idempotency_key_of(request)
     body = await json_body(request)
     channel = channel_label(body)
@@ -155,18 +161,32 @@ async def submit_application(request: Request) -> JSONResponse:
         recorded_by = (await counter_officer(request)).subject
     try:
         form = intake.validate(body)
-        registration = await intake.register(
-            form,
-            body=body,
-            idempotency_key=idempotency_key,
-            recorded_by=recorded_by,
-        )
+        async with admission.admit(), asyncio.timeout(REGISTER_TIMEOUT):
+            registration = await intake.register(
+                form,
+                body=body,
+                idempotency_key=idempotency_key,
+                recorded_by=recorded_by,
+            )
     except InvalidApplication as exc:
         APPLICATIONS.labels("http", channel, "rejected").inc()
         return JSONResponse({"errors": exc.errors}, status_code=422)
+    except Overloaded as exc:  # refused before anything was written
+        APPLICATIONS.labels("http", channel, "refused").inc()
+        raise unavailable(exc.message, exc.retry_after) from None
     except ConnectionFailure as exc:  # MongoDB unreachable: nothing was registered
+        admission.note_down("mongodb")
+        APPLICATIONS.labels("http", channel, "refused").inc()
         raise unavailable(
-            "Başvuru şu anda kaydedilemiyor; lütfen biraz sonra tekrar deneyin."
+            "Başvuru şu anda kaydedilemiyor: veritabanına ulaşılamıyor. Başvurunuz kaydedilmedi; "
+            "lütfen biraz sonra tekrar deneyin."
+        ) from exc
+    except TimeoutError as exc:  # the write may still land: only the same key is safe to retry
+        admission.note_down("mongodb")
+        APPLICATIONS.labels("http", channel, "refused").inc()
+        raise unavailable(
+            "Başvurunuz zamanında kaydedilemedi; kaydedilmiş olabilir. Lütfen aynı "
+            "Idempotency-Key ile tekrar deneyin: aynı başvuru iki kez kaydedilmez."
         ) from exc
     except IdempotencyConflict:
         APPLICATIONS.labels("http", channel, "conflict").inc()
@@ -175,6 +195,8 @@ async def submit_application(request: Request) -> JSONResponse:
             {"errors": [{"field": "Idempotency-Key", "code": "conflict", "message": message}]},
             status_code=409,
         )
+    if not registration.announced:
+        admission.note_down("kafka")  # it is stored; the relay publishes it when Kafka is back
     APPLICATIONS.labels("http", channel, "replayed" if registration.replayed else "accepted").inc()
     headers = {"Idempotent-Replayed": "true"} if registration.replayed else None
     return JSONResponse(registration.answer(), status_code=201, headers=headers)
@@ -200,6 +222,13 @@ router.add_api_route(
         409: {"model": ErrorsOut, "description": "Aynı anahtar başka bir gövdeyle kullanılmış"},
         413: {"model": ErrorsOut, "description": "Gövde 1 MB sınırını aşıyor"},
         422: {"model": ErrorsOut, "description": "Hatalı alanlar, her alan için bir kayıt"},
+        503: {
+            "model": ErrorsOut,
+            "description": (
+                "Şu anda kaydedilemiyor (veritabanı veya Kafka yanıt vermiyor, ya da sistem çok "
+                "yoğun); `Retry-After` saniye sonra aynı Idempotency-Key ile yeniden deneyin"
+            ),
+        },
     },
     openapi_extra=_SUBMIT_OPENAPI,
 )

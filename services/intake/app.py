@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.common.backpressure import Admission
 from services.common.http import Runtime, create_service_app, serve
 from services.common.messaging import make_broker
 from services.common.mongo import make_client, service_database
@@ -21,6 +22,9 @@ SERVICE = "intake"
 # Numbers reserved per database round trip. A stopped process leaves at most this many
 # unused numbers behind in each (province, year) it served: small gaps, never duplicates.
 NUMBER_BLOCK_SIZE = 50
+# Submissions handled at once over HTTP; more are answered 503 at once rather than queued
+# (each holds a connection and memory while it waits for its write).
+MAX_IN_FLIGHT = 512
 
 
 def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:
@@ -40,6 +44,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         tracking_url=settings.public_tracking_url,
     )
     intake_messaging.wire(broker, intake, settings, group_id=consumer_group)
+    admission = Admission(SERVICE, runtime.ready, max_in_flight=MAX_IN_FLIGHT)
     app = create_service_app(
         runtime,
         title="Açık Kapı — Başvuru Kabul",
@@ -49,10 +54,11 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         ),
         routers=[api.router],
         on_startup=[store.ensure_indexes],
-        background=[intake.run_publish_marker, intake.run_relay],
+        background=[intake.run_publish_marker, intake.run_relay, admission.watch],
         on_shutdown=[intake.shutdown],
     )
     app.state.intake = intake
+    app.state.admission = admission
     _document_request_body(app)
     return app
 

@@ -166,6 +166,7 @@ def received_events(
 class Registration:
     application: RegisteredApplication
     replayed: bool  # True: the key was seen before and this is the first answer again
+    announced: bool = True  # False: Kafka did not take its events; the relay will publish them
 
     def answer(self) -> dict[str, str]:
         app = self.application
@@ -274,12 +275,12 @@ class Intake:
             self._allocator.give_back(form.province_code, year, sequence)
             if first.fingerprint != fingerprint:
                 raise IdempotencyConflict from None
+            announced = True
             if not first.published:
                 # The first attempt may have died before publishing: publish again now.
-                await self._announce(first)
-            return Registration(first, replayed=True)
-        await self._announce(app)
-        return Registration(app, replayed=False)
+                announced = await self._announce(first)
+            return Registration(first, replayed=True, announced=announced)
+        return Registration(app, replayed=False, announced=await self._announce(app))
 
     async def _first_with_key(
         self, idempotency_key: str | None, submission_id: str | None
