@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -47,6 +47,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 from services.common import topics
 from services.common.events import DeadLetter, Envelope
 from services.common.observability import (
+    ASSIGNED_PARTITIONS,
     BATCH_SIZE,
     DEAD_LETTERS,
     EVENTS_CONSUMED,
@@ -432,10 +433,24 @@ def subscribe(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         decoder=_raw_records,
+        listener=_AssignmentGauge(topic),
         title=f"{service}:{topic}",
         description=handler.__doc__,
     )(consume)
     return core
+
+
+class _AssignmentGauge(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps `acikkapi_assigned_partitions` true: how a group's processes share a topic."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        ASSIGNED_PARTITIONS.labels(self.topic).set(0)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        ASSIGNED_PARTITIONS.labels(self.topic).set(sum(tp.topic == self.topic for tp in assigned))
 
 
 def _validation_reason(exc: ValidationError) -> str:

@@ -81,6 +81,11 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "acikkapi_assigned_partitions",
+    "Partitions of a topic this process consumes now (0: its group's other members have them)",
+    ["topic"],
+)
 ADMISSION_REFUSED = Counter(
     "acikkapi_admission_refused_total",
     "Requests answered 503 at once: a dependency down (dependency_down) or too many in flight",

@@ -7,10 +7,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.common.backpressure import Admission
-from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import make_broker
-from services.common.mongo import make_client, service_database
 from services.common.pii import PiiCipher
+from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.intake import api
 from services.intake import messaging as intake_messaging
@@ -29,24 +27,21 @@ MAX_IN_FLIGHT = 512
 
 def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:
     """The intake app; `consumer_group` only for tests that must not share the service's group."""
-    broker = make_broker(settings, SERVICE)
-    client = make_client(settings)
-    runtime = Runtime(SERVICE, settings, broker, client)
-    db = service_database(client, settings, SERVICE)
+    service = Service(SERVICE, settings)
+    db = service.db
     cipher = PiiCipher(settings.pii_key_bytes())
     store = ApplicationStore(db, cipher)
     intake = Intake(
         store=store,
         allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
-        publish=intake_messaging.kafka_publisher(broker),
+        publish=service.publisher.send,
         cipher=cipher,
         districts=bundled_districts(),
         tracking_url=settings.public_tracking_url,
     )
-    intake_messaging.wire(broker, intake, settings, group_id=consumer_group)
-    admission = Admission(SERVICE, runtime.ready, max_in_flight=MAX_IN_FLIGHT)
-    app = create_service_app(
-        runtime,
+    intake_messaging.wire(service.broker, intake, settings, group_id=consumer_group)
+    admission = Admission(SERVICE, service.runtime.ready, max_in_flight=MAX_IN_FLIGHT)
+    app = service.app(
         title="Açık Kapı — Başvuru Kabul",
         description=(
             "Vatandaş başvurularını her kanaldan alır, kurallara göre denetler, numaralandırır "
@@ -85,4 +80,4 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    serve(SERVICE, get_settings())
+    run(SERVICE)

@@ -12,13 +12,9 @@ from services.common.events import (
     SubmissionRejected,
 )
 from services.common.settings import Settings
-from services.intake.handlers import Intake, Publish
+from services.intake.handlers import Intake
 
 SERVICE = "intake"
-
-
-def kafka_publisher(broker: KafkaBroker) -> Publish:
-    return messaging.Publisher(broker).send
 
 
 def wire(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import make_broker
-from services.common.mongo import make_client, service_database
+from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.notification import api
 from services.notification.gateways import KannelGateway, SmtpGateway
@@ -18,10 +16,9 @@ from services.notification.store import NotificationStore
 
 def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:
     """The notification app; `consumer_group` lets tests consume beside a running service."""
-    broker = make_broker(settings, SERVICE)
-    mongo = make_client(settings)
-    runtime = Runtime(SERVICE, settings, broker, mongo)
-    store = NotificationStore(service_database(mongo, settings, SERVICE))
+    service = Service(SERVICE, settings)
+    broker = service.broker
+    store = NotificationStore(service.db)
     sms = KannelGateway(settings)
     smtp = SmtpGateway(settings)
     notifier = Notifier(
@@ -30,7 +27,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         renderer=Renderer(),
         sms=sms,
         email=smtp,
-        publish=result_publisher(broker),
+        publish=result_publisher(service.publisher),
     )
     register(broker, notifier, settings, group_id=consumer_group)
 
@@ -42,8 +39,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         await sms.aclose()
         await smtp.aclose()
 
-    app = create_service_app(
-        runtime,
+    app = service.app(
         title="Açık Kapı — bildirim servisi",
         description=(
             "Vatandaşa SMS (Kannel) ve kurumlara e-posta (SMTP) gönderir; her bildirim anahtarı "
@@ -63,4 +59,4 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    serve(SERVICE, get_settings())
+    run(SERVICE)

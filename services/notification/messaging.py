@@ -32,9 +32,7 @@ def register(
     )
 
 
-def result_publisher(broker: KafkaBroker) -> Publish:
-    publisher = Publisher(broker)
-
+def result_publisher(publisher: Publisher) -> Publish:
     async def publish_results(results: list[NotificationResult]) -> None:
         await publisher.send_all(
             Outgoing.of(topics.NOTIFICATION_RESULTS, result, result.idempotency_key)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import make_broker
-from services.common.mongo import make_client, service_database
+from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.reporting import messaging
 from services.reporting.api import build_router
@@ -18,12 +16,11 @@ SERVICE = "reporting"
 
 def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:
     """`consumer_group` defaults to the service's group; tests pass one of their own."""
-    runtime = Runtime(SERVICE, settings, make_broker(settings, SERVICE), make_client(settings))
-    store = ReadModel(service_database(runtime.mongo, settings, SERVICE))
+    service = Service(SERVICE, settings)
+    store = ReadModel(service.db)
     reporting = Reporting(store)
-    messaging.register(runtime.broker, settings, reporting, group_id=consumer_group)
-    app = create_service_app(
-        runtime,
+    messaging.register(service.broker, settings, reporting, group_id=consumer_group)
+    app = service.app(
         title="Açık Kapı — raporlama",
         description=(
             "Başvuru olaylarından kendi okuma modelini kurar; il ve dönem için özet ile "
@@ -41,4 +38,4 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    serve(SERVICE, get_settings())
+    run(SERVICE)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import Publisher, make_broker
-from services.common.mongo import make_client, service_database
 from services.common.pii import PiiCipher
+from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.routing import messaging
 from services.routing.api import build_router
@@ -28,24 +26,21 @@ def build_app(
     """`consumer_group` defaults to the service's group; tests pass one of their own."""
     # Loaded (and checked) before anything connects: bad taxonomy data stops the start.
     registry = registry or default_registry()
-    runtime = Runtime(SERVICE, settings, make_broker(settings, SERVICE), make_client(settings))
-    store = RoutingStore(
-        service_database(runtime.mongo, settings, SERVICE), Publisher(runtime.broker)
-    )
+    service = Service(SERVICE, settings)
+    store = RoutingStore(service.db, service.publisher)
     routing = Routing(
         store,
         store.outbox.deliver,
         registry,
         PiiCipher(settings.pii_key_bytes()),
     )
-    messaging.register(runtime.broker, routing, settings, group_id=consumer_group)
+    messaging.register(service.broker, routing, settings, group_id=consumer_group)
     codes = [i.code for p in registry.provinces() for i in registry.for_province(p).institutions]
 
     async def ensure_institution_topics() -> None:
         await messaging.ensure_institution_topics(settings, codes)
 
-    app = create_service_app(
-        runtime,
+    app = service.app(
         title="Açık Kapı — Yönlendirme",
         description=(
             "Başvurunun kategorisine ve başvuru sahibinin ilçesine göre sorumlu kurumu belirler, "
@@ -67,4 +62,4 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    serve(SERVICE, get_settings())
+    run(SERVICE)

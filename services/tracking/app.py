@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.common.http import Runtime, create_service_app, serve
-from services.common.messaging import Publisher, make_broker
-from services.common.mongo import make_client, service_database
 from services.common.pii import PiiCipher
+from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.tracking import api
 from services.tracking.handlers import Tracking
@@ -29,13 +27,10 @@ def build_app(
     consumer_group: str | None = None,
     watch_interval: float = WATCH_INTERVAL_SECONDS,
 ) -> FastAPI:
-    broker = make_broker(settings, SERVICE)
-    mongo = make_client(settings)
-    runtime = Runtime(SERVICE, settings, broker, mongo)
-    publisher = Publisher(broker)
-    store = ApplicationStore(service_database(mongo, settings, SERVICE), publisher)
-    tracking = Tracking(store, publisher, PiiCipher(settings.pii_key_bytes()), settings)
-    register(broker, tracking, settings, group_id=consumer_group)
+    service = Service(SERVICE, settings)
+    store = ApplicationStore(service.db, service.publisher)
+    tracking = Tracking(store, service.publisher, PiiCipher(settings.pii_key_bytes()), settings)
+    register(service.broker, tracking, settings, group_id=consumer_group)
 
     async def deadline_watcher() -> None:
         """Every few seconds: flag missed deadlines and warn one business day before."""
@@ -48,8 +43,7 @@ def build_app(
                 log.exception("deadline check failed; trying again on the next round")
             await asyncio.sleep(watch_interval)
 
-    app = create_service_app(
-        runtime,
+    app = service.app(
         title="Açık Kapı — başvuru takibi",
         description=(
             "Başvuruların durumu, cevap süresi ve cevabı; vatandaşın takip sayfası ve kurumların "
@@ -69,4 +63,4 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    serve(SERVICE, get_settings())
+    run(SERVICE)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from services.common import topics
@@ -34,21 +35,22 @@ from tests.support import bearer, parse_fakesmsc, valid_tckn
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBMISSION_COUNT = 300
-RATE_PER_SECOND = 30.0
+# The short form by default; bench/chaos.py runs the long one (10,000 at 200/s) through these.
+SUBMISSION_COUNT = int(os.environ.get("AK_CHAOS_COUNT", "300"))
+RATE_PER_SECOND = float(os.environ.get("AK_CHAOS_RATE", "30"))
 CATEGORY = "ALT-001"  # İçme suyu kesintisi: a province-wide water matter
 INSTITUTION = "DESKI"
 READY_TIMEOUT = 120.0
-CONVERGE_TIMEOUT = 180.0
+CONVERGE_TIMEOUT = 180.0 + SUBMISSION_COUNT / 20
 SETTLE_SECONDS = 5.0
-# Seconds after the first submission at which each disruption starts, spread over the run.
+# When each disruption starts, as a share of the time the submissions take, spread over it.
 CHAOS_SCHEDULE = [
-    (1.0, "intake"),
-    (2.5, "routing"),
-    (4.0, "tracking"),
-    (5.0, "broker"),
-    (7.0, "notification"),
-    (8.5, "reporting"),
+    (0.10, "intake"),
+    (0.25, "routing"),
+    (0.40, "tracking"),
+    (0.50, "broker"),
+    (0.70, "notification"),
+    (0.85, "reporting"),
 ]
 WATCHED = [topics.RECEIVED, topics.institution_topic(INSTITUTION)]
 
@@ -94,15 +96,24 @@ class ServiceFleet:
     def log_of(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
-    def start(self, name: str) -> None:
-        with open(self.log_of(name), "ab") as log:  # a restart appends to the same log
-            self.procs[name] = subprocess.Popen(
+    def start(self, name: str, instance: int = 1) -> str:
+        """Start a process of service `name`; instance 2, 3… is a further process in the same
+        consumer group, on a port of its own. Its key (in `procs` and `urls`) is returned."""
+        key, env = name, self.env
+        if instance > 1:
+            key = f"{name}-{instance}"
+            port = self.settings.port_for(name) + 100 * (instance - 1)
+            env = {**self.env, f"AK_{name.upper()}_PORT": str(port)}
+            self.urls[key] = f"http://127.0.0.1:{port}"
+        with open(self.log_of(key), "ab") as log:  # a restart appends to the same log
+            self.procs[key] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 cwd=ROOT,
-                env=self.env,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        return key
 
     def kill_and_restart(self, name: str) -> None:
         proc = self.procs[name]
@@ -112,7 +123,7 @@ class ServiceFleet:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
-        waiting = set(SERVICE_PORTS)
+        waiting = set(self.procs)
         while waiting and time.monotonic() < deadline:
             for name in sorted(waiting):
                 if self.procs[name].poll() is not None:
@@ -372,8 +383,9 @@ async def disrupt(chaos: Chaos, started_at: float) -> None:
         say(f"t={at:5.1f}s broker stopped (SIGTERM) and started again; up at t={up:.1f}s")
 
     restarts = []
-    for at, target in CHAOS_SCHEDULE:
-        await asyncio.sleep(max(0.0, started_at + at - loop.time()))
+    producing = SUBMISSION_COUNT / RATE_PER_SECOND
+    for share, target in CHAOS_SCHEDULE:
+        await asyncio.sleep(max(0.0, started_at + share * producing - loop.time()))
         now = loop.time() - started_at
         if target == "broker":
             restarts.append(asyncio.create_task(restart_broker(now)))
@@ -611,3 +623,88 @@ async def test_no_application_is_lost_or_doubled_while_services_and_broker_are_k
     assert len(figures.registered_twice) == 0, figures.summary()
     assert len(figures.sms_missing) == 0, figures.summary()
     assert len(figures.sms_doubled) == 0, figures.summary()
+
+
+# --- scale-out -----------------------------------------------------------------------------------
+
+SCALE_COUNT = 600
+SCALE_RATE = 60.0
+# What each scaled service shares: the topic whose every event it handles exactly once.
+SHARED = {"routing": topics.RECEIVED, "tracking": topics.ROUTED}
+
+
+async def process_metrics(http: httpx.AsyncClient, url: str) -> dict[tuple[str, str], float]:
+    """(metric, topic) -> value, for the consumption figures of one process."""
+    text = (await http.get(f"{url}/metrics")).text
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "acikkapi_assigned_partitions":
+                out[("assigned", sample.labels["topic"])] = sample.value
+            elif sample.name == "acikkapi_events_consumed_total":
+                if sample.labels.get("outcome") == "ok":
+                    out[("consumed", sample.labels["topic"])] = sample.value
+    return out
+
+
+async def test_three_routing_and_three_tracking_processes_share_the_work_once(chaos: Chaos):
+    fleet = chaos.fleet
+    for name in SHARED:
+        for instance in (2, 3):
+            fleet.start(name, instance)
+    await asyncio.to_thread(fleet.wait_ready)
+    processes = {name: [k for k in fleet.procs if k.split("-")[0] == name] for name in SHARED}
+    partitions = {
+        topic: len(await topic_partitions(chaos.settings.kafka_bootstrap, [topic]))
+        for topic in SHARED.values()
+    }
+
+    async with httpx.AsyncClient(timeout=15) as http:
+        # Each group has settled when its three processes hold all the partitions between them.
+        for _ in range(120):
+            shares = {
+                key: (await process_metrics(http, fleet.urls[key])).get(("assigned", topic), 0)
+                for name, topic in SHARED.items()
+                for key in processes[name]
+            }
+            if all(
+                sum(shares[k] for k in processes[name]) == partitions[topic]
+                and all(shares[k] > 0 for k in processes[name])
+                for name, topic in SHARED.items()
+            ):
+                break
+            await asyncio.sleep(1.0)
+        say(f"partitions held per process: {shares}")
+
+        bootstrap = chaos.settings.kafka_bootstrap
+        sent = submissions(SCALE_COUNT)
+        starts = await end_offsets(bootstrap, WATCHED)
+        fakesmsc_out = chaos.data_dir / "fakesmsc.out"
+        sms_offset = fakesmsc_out.stat().st_size if fakesmsc_out.exists() else 0
+        loop = asyncio.get_running_loop()
+        started_at = loop.time()
+        await produce_steadily(bootstrap, sent, SCALE_RATE)
+        mongo: AsyncMongoClient = AsyncMongoClient(chaos.settings.mongo_uri)
+        try:
+            while True:
+                figures = await observe(chaos, sent, starts, sms_offset, http, mongo)
+                if figures.done() or loop.time() > started_at + 180:
+                    break
+                await asyncio.sleep(2.0)
+        finally:
+            await mongo.close()
+        say(f"scale-out: {figures.summary()}; {loop.time() - started_at:.1f} s")
+        consumed = {
+            key: (await process_metrics(http, fleet.urls[key])).get(("consumed", topic), 0)
+            for name, topic in SHARED.items()
+            for key in processes[name]
+        }
+    say(f"events handled per process: {consumed}")
+
+    assert figures.done(), figures.summary()
+    assert figures.assignments_repeated == 0
+    for name in SHARED:
+        handled = [consumed[k] for k in processes[name]]
+        # Every process took a share, and no event was handled by two of them.
+        assert all(n > 0 for n in handled), (name, handled)
+        assert sum(handled) == SCALE_COUNT, (name, handled)
