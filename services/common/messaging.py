@@ -81,7 +81,7 @@ MAX_BACKOFF_SECONDS = 30.0
 # A fetch hands over whatever is waiting, up to this many records; with nothing waiting it
 # returns after BATCH_WAIT_MS, so an idle consumer costs little and a lone message waits none.
 MAX_RECORDS = 500
-BATCH_WAIT_MS = 15
+BATCH_WAIT_MS = 100
 
 
 class PermanentError(Exception):

@@ -9,9 +9,16 @@ Kafka is away, the events stay in the document: the relay, running in every proc
 such documents with a lease once `outbox_due` has passed and publishes them. A rare second
 publication is harmless: events carry deterministic ids and every consumer drops repeats.
 
-Entries are JSON strings: nx-27017 0.8.1 stores a `$push`ed sub-document as JSON text, and
-strings survive every store alike. A write that replaces a whole document must carry the
-entries it read (`carried`); a `$set`/`$push` write appends with `push`.
+Entries are strings, sealed with the service's PII key (AES-GCM): an event may carry a phone
+number (an SMS request) and personal data is encrypted at rest, in an outbox too. (Strings also
+suit nx-27017 0.8.1, which stores a `$push`ed sub-document as JSON text.) A write that replaces
+a whole document must carry the entries it read (`carried`); a `$set`/`$push` write appends
+with `push`.
+
+Clearing can wait: `deliver(..., clear_later=True)` returns once the broker has the events and
+clears the outboxes of many deliveries in one write, in the background (an HTTP request then
+costs one write, not two). A crash before that clear only makes the relay publish the events a
+second time.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.messaging import Outgoing, Publisher
+from services.common.pii import PiiCipher
 
 log = logging.getLogger("acikkapi.outbox")
 
@@ -79,9 +87,24 @@ class Outbox:
     RELAY_INTERVAL = 5.0
     RELAY_BATCH = 200
 
-    def __init__(self, collection: AsyncCollection, publisher: Publisher) -> None:
+    CLEAR_BATCH = 500
+
+    def __init__(
+        self, collection: AsyncCollection, publisher: Publisher, cipher: PiiCipher
+    ) -> None:
         self.collection = collection
         self.publisher = publisher
+        self.cipher = cipher
+        self._to_clear: list[Pending] = []
+        self._clearer: asyncio.Task[None] | None = None
+
+    def seal(self, message: Outgoing) -> str:
+        return self.cipher.encrypt(encode(message))
+
+    def open(self, entry: str) -> Outgoing:
+        if entry.startswith("{"):  # written before entries were sealed
+            return decode(entry)
+        return decode(self.cipher.decrypt(entry))
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([(DUE, ASCENDING)])
@@ -96,11 +119,11 @@ class Outbox:
         `carried` are the entries the replaced document still held: they are not lost.
         """
         kept = list(carried)
-        entries = [*kept, *(encode(m) for m in messages)]
+        entries = [*kept, *(self.seal(m) for m in messages)]
         if not entries:
             return {FIELD: []}, None
         token = uuid.uuid4().hex
-        pending = Pending(document_id, token, (*(decode(e) for e in kept), *messages))
+        pending = Pending(document_id, token, (*(self.open(e) for e in kept), *messages))
         return {FIELD: entries, TOKEN: token, DUE: time.time() + self.GRACE_SECONDS}, pending
 
     def push(self, messages: Sequence[Outgoing]) -> dict[str, Any]:
@@ -113,29 +136,51 @@ class Outbox:
         if not messages:
             return {}
         return {
-            "$push": {FIELD: {"$each": [encode(m) for m in messages]}},
+            "$push": {FIELD: {"$each": [self.seal(m) for m in messages]}},
             "$set": {TOKEN: uuid.uuid4().hex, DUE: time.time() + self.GRACE_SECONDS},
         }
 
-    @staticmethod
-    def pending_of(document: Mapping[str, Any] | None) -> Pending | None:
+    def pending_of(self, document: Mapping[str, Any] | None) -> Pending | None:
         """What a document's outbox holds after a write, to deliver."""
         entries = carried(document)
         if not document or not entries:
             return None
         return Pending(
-            document["_id"], document.get(TOKEN) or "", tuple(decode(e) for e in entries)
+            document["_id"], document.get(TOKEN) or "", tuple(self.open(e) for e in entries)
         )
 
     # --- after the write -----------------------------------------------------------------------
 
-    async def deliver(self, pending: Iterable[Pending | None]) -> None:
-        """Publish what the writes put in their outboxes, then clear those outboxes."""
+    async def deliver(
+        self, pending: Iterable[Pending | None], *, clear_later: bool = False
+    ) -> None:
+        """Publish what the writes put in their outboxes, then clear those outboxes (now, or
+        with other deliveries' in one background write)."""
         batch = [p for p in pending if p is not None]
         if not batch:
             return
         await self.publisher.send_all(m for p in batch for m in p.messages)
-        await self._clear(batch)
+        if not clear_later:
+            await self._clear(batch)
+            return
+        self._to_clear.extend(batch)
+        if self._clearer is None or self._clearer.done():
+            self._clearer = asyncio.create_task(self._clear_queued(), name="outbox-clear")
+
+    async def _clear_queued(self) -> None:
+        # What queues while one clear is written goes into the next: one write per round trip.
+        while self._to_clear:
+            batch = self._to_clear[: self.CLEAR_BATCH]
+            del self._to_clear[: self.CLEAR_BATCH]
+            try:
+                await self._clear(batch)
+            except Exception as exc:  # the relay publishes these again later: harmless
+                log.warning("outbox clear failed", extra={"error": type(exc).__name__})
+
+    async def flush(self) -> None:
+        """Wait for the background clears (at shutdown)."""
+        if self._clearer is not None:
+            await self._clearer
 
     async def _clear(self, batch: Sequence[Pending]) -> None:
         # A later write changed the token: its writer (or the relay) publishes everything then.

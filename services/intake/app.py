@@ -30,7 +30,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     service = Service(SERVICE, settings)
     db = service.db
     cipher = PiiCipher(settings.pii_key_bytes())
-    store = ApplicationStore(db, cipher)
+    store = ApplicationStore(db, cipher, service.publisher)
     intake = Intake(
         store=store,
         allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
@@ -49,10 +49,11 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         ),
         routers=[api.router],
         on_startup=[store.ensure_indexes],
-        background=[intake.run_publish_marker, intake.run_relay, admission.watch],
+        background=[store.outbox.run_relay, admission.watch],
         on_shutdown=[intake.shutdown],
     )
     app.state.intake = intake
+    app.state.store = store
     app.state.admission = admission
     _document_request_body(app)
     return app

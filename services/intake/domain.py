@@ -448,4 +448,4 @@ class RegisteredApplication:
     recorded_by: str | None = None
     # Keyed hash of the submitted body, kept with a key: the same key with another body conflicts.
     fingerprint: str | None = None
-    published: bool = False
+    published: bool = False  # its events are on the bus (its outbox is empty)

@@ -1,10 +1,11 @@
 """Intake's use cases: check a submission, register and number it, announce it on the bus.
 
-Announcing uses a transactional outbox without a second collection: the application is stored
-with `published: false`, both events are published, and the flag is set later in batches. A
-relay republishes whatever is still unpublished after a few seconds (a crash between the insert
-and the publish, or Kafka down), so nothing registered is ever lost. Consumers downstream are
-idempotent, and the events carry deterministic ids, so a second publish is harmless.
+Announcing uses the shared transactional outbox (services/common/outbox.py): the application
+is stored with its two events (`received` and the receipt SMS request) in its own outbox, in
+the one insert; then they are published and the outbox cleared, with other deliveries', in the
+background. The relay publishes whatever a crash or a Kafka outage left there after a few
+seconds, so nothing registered is ever lost. Consumers downstream are idempotent, and the
+events carry deterministic ids, so a second publish is harmless.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
 
@@ -38,7 +39,8 @@ from services.common.events import (
     SubmissionRejected,
 )
 from services.common.http import translate_validation_errors
-from services.common.messaging import each
+from services.common.messaging import Outgoing, each
+from services.common.outbox import Pending
 from services.common.pii import PiiCipher, mask_tckn
 from services.intake.domain import (
     RULE_CODES,
@@ -162,6 +164,15 @@ def received_events(
     return received, sms
 
 
+def received_messages(app: RegisteredApplication, tracking_url: str) -> list[Outgoing]:
+    """The two events of a registration, keyed, ready for the outbox."""
+    received, sms = received_events(app, tracking_url)
+    return [
+        Outgoing.of(topics.RECEIVED, received, app.application_id),
+        Outgoing.of(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key),
+    ]
+
+
 @dataclass(frozen=True)
 class Registration:
     application: RegisteredApplication
@@ -181,10 +192,6 @@ class Registration:
 class Intake:
     """The intake use cases, wired to a store, a number allocator and a publisher."""
 
-    MARK_INTERVAL = 0.2  # seconds between batched `published` updates
-    RELAY_INTERVAL = 10.0  # seconds between sweeps for unpublished applications
-    RELAY_GRACE = timedelta(seconds=5)  # younger ones are probably still being published
-    RELAY_BATCH = 500
     PUBLISH_TIMEOUT = 5.0
 
     def __init__(
@@ -205,7 +212,6 @@ class Intake:
         self._districts = districts
         self._tracking_url = tracking_url
         self._clock = clock
-        self._to_mark: list[str] = []
 
     # --- checking ------------------------------------------------------------------------------
 
@@ -265,8 +271,11 @@ class Intake:
             recorded_by=recorded_by,
         )
         try:
-            await self._store.insert(
-                app, tckn=applicant.tckn, mother_maiden_initials=applicant.mother_maiden_initials
+            pending = await self._store.insert(
+                app,
+                tckn=applicant.tckn,
+                mother_maiden_initials=applicant.mother_maiden_initials,
+                messages=received_messages(app, self._tracking_url),
             )
         except DuplicateKeyError:
             first = await self._first_with_key(idempotency_key, submission_id)
@@ -278,9 +287,9 @@ class Intake:
             announced = True
             if not first.published:
                 # The first attempt may have died before publishing: publish again now.
-                announced = await self._announce(first)
+                announced = await self._deliver(await self._store.pending(first.application_id))
             return Registration(first, replayed=True, announced=announced)
-        return Registration(app, replayed=False, announced=await self._announce(app))
+        return Registration(app, replayed=False, announced=await self._deliver(pending))
 
     async def _first_with_key(
         self, idempotency_key: str | None, submission_id: str | None
@@ -291,70 +300,28 @@ class Intake:
             return await self._store.find_by_submission_id(submission_id)
         return None
 
-    async def _announce(self, app: RegisteredApplication) -> bool:
-        """Publish both events at once; on failure leave the application to the relay."""
-        received, sms = received_events(app, self._tracking_url)
+    async def _deliver(self, pending: Pending | None) -> bool:
+        """Publish an application's events; on failure leave them to the outbox relay."""
         try:
             async with asyncio.timeout(self.PUBLISH_TIMEOUT):
-                await asyncio.gather(
-                    self._publish(topics.RECEIVED, received, app.application_id),
-                    self._publish(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key),
-                )
+                await self._store.outbox.deliver([pending], clear_later=True)
         except Exception as exc:
             log.warning(
-                "publishing failed; the relay will publish later",
-                extra={"application_id": app.application_id, "error": type(exc).__name__},
+                "publishing failed; the outbox relay will publish later",
+                extra={
+                    "application_id": pending.document_id if pending else None,
+                    "error": type(exc).__name__,
+                },
             )
             return False
-        self._to_mark.append(app.application_id)
         return True
 
     async def application(self, application_id: str) -> RegisteredApplication | None:
         return await self._store.get(application_id)
 
-    # --- the outbox ----------------------------------------------------------------------------
-
-    async def flush_published(self) -> None:
-        """Set `published` on everything announced since the last flush, in one update."""
-        if not self._to_mark:
-            return
-        ids, self._to_mark = self._to_mark, []
-        try:
-            await self._store.mark_published(ids)
-        except Exception:
-            self._to_mark[:0] = ids  # try again next time; the relay covers a crash meanwhile
-            raise
-
-    async def republish_stale(self) -> int:
-        """Publish again what is still unpublished after the grace period; returns how many."""
-        stale = await self._store.unpublished(self._clock() - self.RELAY_GRACE, self.RELAY_BATCH)
-        results = await asyncio.gather(*(self._announce(app) for app in stale))
-        if stale:
-            log.info(
-                "relay republished applications",
-                extra={"count": len(stale), "succeeded": sum(results)},
-            )
-        return len(stale)
-
-    async def run_publish_marker(self) -> None:
-        while True:
-            await asyncio.sleep(self.MARK_INTERVAL)
-            try:
-                await self.flush_published()
-            except Exception as exc:
-                log.warning("marking published failed", extra={"error": type(exc).__name__})
-
-    async def run_relay(self) -> None:
-        while True:
-            try:
-                await self.republish_stale()
-            except Exception as exc:
-                log.warning("relay sweep failed", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.RELAY_INTERVAL)
-
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
-            await self.flush_published()
+            await self._store.outbox.flush()
 
     # --- submissions from Kafka ----------------------------------------------------------------
 

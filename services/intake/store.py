@@ -1,10 +1,11 @@
 """Intake's own MongoDB collections: the applications it registered and its number counters.
 
-One insert per application. The document carries its own outbox flag (`published`) and the
-idempotency key or submission id under unique sparse indexes, so neither needs a write of its
-own. Personal data is encrypted here, on its way to disk: the TC Kimlik No (with a keyed blind
-index for look-ups and a masked copy for display), the phone (with its last four digits, which
-the tracking page asks for) and the mother's maiden initials.
+One insert per application. The document carries its own outbox (the `received` event and the
+receipt SMS request, sealed: services/common/outbox.py) and the idempotency key or submission
+id under unique sparse indexes, so none of them needs a write of its own. Personal data is
+encrypted here, on its way to disk: the TC Kimlik No (with a keyed blind index for look-ups and
+a masked copy for display), the phone (with its last four digits, which the tracking page asks
+for) and the mother's maiden initials.
 
 Collection names carry the service's name although the database is intake's own: nx-27017 in
 its single-file mode (`--db FILE`) backs every logical database with the same tables, and
@@ -15,16 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from services.common.events import ApplicationType, Channel, Location
+from services.common.messaging import Outgoing, Publisher
+from services.common.outbox import Outbox, Pending
 from services.common.pii import PiiCipher
 from services.intake.domain import RegisteredApplication
 
@@ -95,25 +97,37 @@ class GroupCommit:
 
 
 class ApplicationStore:
-    def __init__(self, db: AsyncDatabase, cipher: PiiCipher) -> None:
+    def __init__(self, db: AsyncDatabase, cipher: PiiCipher, publisher: Publisher) -> None:
         self._applications = db["intake_applications"]
         self._inserts = GroupCommit(self._applications)
         self._cipher = cipher
+        self.outbox = Outbox(self._applications, publisher, cipher)
 
     async def ensure_indexes(self) -> None:
         await self._applications.create_index("application_number", unique=True)
         # Sparse: only documents that carry the key take part in the uniqueness.
         await self._applications.create_index("idempotency_key", unique=True, sparse=True)
         await self._applications.create_index("submission_id", unique=True, sparse=True)
-        await self._applications.create_index(
-            [("published", ASCENDING), ("received_at", ASCENDING)]
-        )
+        await self.outbox.ensure_indexes()
 
     async def insert(
-        self, application: RegisteredApplication, *, tckn: str, mother_maiden_initials: str
-    ) -> None:
-        """Store a new application; raises DuplicateKeyError if its key was already used."""
-        await self._inserts.insert(self._to_document(application, tckn, mother_maiden_initials))
+        self,
+        application: RegisteredApplication,
+        *,
+        tckn: str,
+        mother_maiden_initials: str,
+        messages: Sequence[Outgoing],
+    ) -> Pending | None:
+        """Store a new application with the events it causes in its outbox; raises
+        DuplicateKeyError if its key was already used."""
+        doc = self._to_document(application, tckn, mother_maiden_initials)
+        fields, pending = self.outbox.fields(application.application_id, messages)
+        await self._inserts.insert({**doc, **fields})
+        return pending
+
+    async def pending(self, application_id: str) -> Pending | None:
+        """What the application's outbox still holds (its first registration died early)."""
+        return self.outbox.pending_of(await self._applications.find_one({"_id": application_id}))
 
     async def get(self, application_id: str) -> RegisteredApplication | None:
         return self._from_document(await self._applications.find_one({"_id": application_id}))
@@ -125,35 +139,6 @@ class ApplicationStore:
         return self._from_document(
             await self._applications.find_one({"submission_id": submission_id})
         )
-
-    async def mark_published(self, application_ids: Iterable[str]) -> None:
-        ids = list(application_ids)
-        if ids:
-            await self._applications.update_many(
-                {"_id": {"$in": ids}}, {"$set": {"published": True}}
-            )
-
-    async def unpublished(
-        self, received_before: datetime, limit: int
-    ) -> list[RegisteredApplication]:
-        """Applications whose events may not have reached Kafka, oldest first."""
-        cursor = (
-            self._applications.find({"published": False, "received_at": {"$lt": received_before}})
-            .sort("received_at", ASCENDING)
-            .limit(limit)
-        )
-        found = []
-        for doc in await cursor.to_list():
-            try:
-                found.append(self._from_document(doc))
-            except Exception as exc:
-                # One unreadable document (e.g. sealed with another PII key) must not stall
-                # the relay for the rest.
-                log.error(
-                    "cannot read an unpublished application",
-                    extra={"application_id": doc.get("_id"), "error": type(exc).__name__},
-                )
-        return [app for app in found if app is not None]
 
     def _to_document(
         self, app: RegisteredApplication, tckn: str, mother_maiden_initials: str
@@ -181,7 +166,6 @@ class ApplicationStore:
                 "phone_last4": app.phone[-4:],
                 "email": app.email,
             },
-            "published": app.published,
         }
         # Absent rather than null: a sparse unique index would count every null as one value.
         for name in ("idempotency_key", "submission_id", "fingerprint", "recorded_by"):
@@ -215,5 +199,5 @@ class ApplicationStore:
             idempotency_key=doc.get("idempotency_key"),
             submission_id=doc.get("submission_id"),
             recorded_by=doc.get("recorded_by"),
-            published=bool(doc.get("published")),
+            published=not doc.get("outbox"),
         )

@@ -27,13 +27,9 @@ def build_app(
     # Loaded (and checked) before anything connects: bad taxonomy data stops the start.
     registry = registry or default_registry()
     service = Service(SERVICE, settings)
-    store = RoutingStore(service.db, service.publisher)
-    routing = Routing(
-        store,
-        store.outbox.deliver,
-        registry,
-        PiiCipher(settings.pii_key_bytes()),
-    )
+    cipher = PiiCipher(settings.pii_key_bytes())
+    store = RoutingStore(service.db, service.publisher, cipher)
+    routing = Routing(store, store.outbox.deliver, registry, cipher)
     messaging.register(service.broker, routing, settings, group_id=consumer_group)
     codes = [i.code for p in registry.provinces() for i in registry.for_province(p).institutions]
 

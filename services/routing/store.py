@@ -22,6 +22,7 @@ from pymongo.errors import BulkWriteError
 
 from services.common.messaging import Outgoing, Publisher
 from services.common.outbox import Outbox, Pending
+from services.common.pii import PiiCipher
 
 DUPLICATE_KEY = 11000
 
@@ -30,9 +31,9 @@ PENDING = "pending"
 
 
 class RoutingStore:
-    def __init__(self, db: AsyncDatabase, publisher: Publisher) -> None:
+    def __init__(self, db: AsyncDatabase, publisher: Publisher, cipher: PiiCipher) -> None:
         self._applications = db["routing_applications"]
-        self.outbox = Outbox(self._applications, publisher)
+        self.outbox = Outbox(self._applications, publisher, cipher)
 
     async def ensure_indexes(self) -> None:
         await self.outbox.ensure_indexes()

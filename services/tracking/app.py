@@ -28,8 +28,9 @@ def build_app(
     watch_interval: float = WATCH_INTERVAL_SECONDS,
 ) -> FastAPI:
     service = Service(SERVICE, settings)
-    store = ApplicationStore(service.db, service.publisher)
-    tracking = Tracking(store, service.publisher, PiiCipher(settings.pii_key_bytes()), settings)
+    cipher = PiiCipher(settings.pii_key_bytes())
+    store = ApplicationStore(service.db, service.publisher, cipher)
+    tracking = Tracking(store, service.publisher, cipher, settings)
     register(service.broker, tracking, settings, group_id=consumer_group)
 
     async def deadline_watcher() -> None:

@@ -27,6 +27,7 @@ from services.common.application_number import normalize
 from services.common.events import ApplicationType, Channel, Outcome, Status
 from services.common.messaging import Outgoing, Publisher
 from services.common.outbox import Outbox, Pending
+from services.common.pii import PiiCipher
 from services.tracking.domain import Application, TimelineEntry
 
 # How long a failed look-up counts against an application number.
@@ -145,11 +146,11 @@ class Saved:
 
 
 class ApplicationStore:
-    def __init__(self, db: AsyncDatabase, publisher: Publisher) -> None:
+    def __init__(self, db: AsyncDatabase, publisher: Publisher, cipher: PiiCipher) -> None:
         # Named after the service although the database is its own (see service_database).
         self.apps = db["tracking_applications"]
         self.misses = db["tracking_track_misses"]
-        self.outbox = Outbox(self.apps, publisher)
+        self.outbox = Outbox(self.apps, publisher, cipher)
 
     async def ensure_indexes(self) -> None:
         await self.outbox.ensure_indexes()

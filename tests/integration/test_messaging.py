@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import uuid
 
 import pytest
@@ -18,6 +20,7 @@ from pymongo import AsyncMongoClient
 from services.common import messaging, topics
 from services.common.events import StatusChanged
 from services.common.outbox import Outbox
+from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from tests.conftest import consume_until, create_topics, produce
 
@@ -214,35 +217,82 @@ async def _committed(settings: Settings, group: str, topic: str) -> int | None:
         await consumer.stop()
 
 
-async def test_the_outbox_relay_publishes_what_a_crashed_writer_left(settings: Settings):
+# A writer process that stores a document with its event in the outbox and is SIGKILLed before
+# it can publish: argv = mongo uri, database, topic.
+_DIES_AFTER_STORE = """
+import asyncio, os, signal, sys
+from pymongo import AsyncMongoClient
+from services.common.events import StatusChanged
+from services.common.messaging import Outgoing
+from services.common.outbox import Outbox
+from services.common.pii import PiiCipher
+from services.common.pii import PiiCipher
+from services.common.settings import Settings
+
+async def main():
+    uri, database, topic = sys.argv[1:4]
+    client = AsyncMongoClient(uri)
+    collection = client[database]["docs"]
+    outbox = Outbox(collection, None, PiiCipher(Settings().pii_key_bytes()))
+    event = StatusChanged(
+        application_id="a1", application_number="20-2026-0000001-3", status="routed",
+        at="2026-03-02T09:00:00+03:00",
+    )
+    fields, _ = outbox.fields("a1", [Outgoing.of(topic, event, "a1")])
+    await collection.insert_one({"_id": "a1", "state": "routed", **fields})
+    print(event.event_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # between the store and the publish
+
+asyncio.run(main())
+"""
+
+
+async def test_the_outbox_relay_publishes_what_a_killed_writer_left(settings: Settings):
     topic = await new_topic(settings, "outbox")
+    database = f"{settings.db_prefix}_outbox"
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _DIES_AFTER_STORE,
+        settings.mongo_uri,
+        database,
+        topic,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await writer.communicate()
+    assert writer.returncode == -signal.SIGKILL
+    event_id = out.decode().strip()
+
     client: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri)
     broker = messaging.make_broker(settings, "testsvc")
     await broker.start()
     try:
-        collection = client[f"{settings.db_prefix}_outbox"]["docs"]
-        outbox = Outbox(collection, messaging.Publisher(broker))
-        await outbox.ensure_indexes()
-        event = StatusChanged(
-            application_id="a1",
-            application_number="20-2026-0000001-3",
-            status="routed",
-            at="2026-03-02T09:00:00+03:00",
+        collection = client[database]["docs"]
+        outbox = Outbox(
+            collection, messaging.Publisher(broker), PiiCipher(settings.pii_key_bytes())
         )
-        # A write with its event, and then the writer dies before delivering.
-        fields, pending = outbox.fields("a1", [messaging.Outgoing.of(topic, event, "a1")])
-        await collection.insert_one({"_id": "a1", "state": "routed", **fields})
-        assert pending is not None
+        await outbox.ensure_indexes()
+        stored = await collection.find_one({"_id": "a1"})
+        assert stored is not None and len(stored["outbox"]) == 1
+        assert "20-2026-0000001-3" not in stored["outbox"][0]  # sealed at rest
+        due = stored["outbox_due"]
         assert await outbox.relay_once() == 0  # still within the writer's grace period
-        assert await outbox.relay_once(now=fields["outbox_due"] + 1) == 1
+        assert await outbox.relay_once(now=due + 1) == 1
         got = await consume_until(settings.kafka_bootstrap, topic, lambda b: True)
-        assert got["event_id"] == str(event.event_id)
+        assert got["event_id"] == event_id
         assert (await collection.find_one({"_id": "a1"}))["outbox"] == []
-        assert await outbox.relay_once(now=fields["outbox_due"] + 100) == 0  # published once
+        assert await outbox.relay_once(now=due + 100) == 0  # published once
+        event = StatusChanged.model_validate(got)
         # A later write that replaces the document carries what is still unpublished.
         again, _ = outbox.fields("a1", [messaging.Outgoing.of(topic, event, "a1")])
         _, pending = outbox.fields("a1", [], carried=again["outbox"])
         assert pending is not None and len(pending.messages) == 1
+        # A delivery whose clear waits for others: published at once, cleared in the background.
+        await collection.replace_one({"_id": "a1"}, {"state": "routed", **again})
+        pending = outbox.pending_of(await collection.find_one({"_id": "a1"}))
+        await outbox.deliver([pending], clear_later=True)
+        await outbox.flush()
+        assert (await collection.find_one({"_id": "a1"}))["outbox"] == []
     finally:
         await broker.stop()
         await client.close()

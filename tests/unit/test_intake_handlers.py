@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +20,8 @@ from services.common.events import (
     NotificationRequest,
     SubmissionRejected,
 )
+from services.common.messaging import Outgoing
+from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.intake.domain import RegisteredApplication, SequenceAllocator
 from services.intake.handlers import (
@@ -32,43 +34,6 @@ from tests.unit.test_intake_numbering import FakeCounters
 from tests.unit.test_intake_rules import VALID_TCKN, body
 
 TRACKING_URL = "https://acikkapi.example/takip"
-
-
-class FakeStore:
-    """The applications collection, with its unique keys."""
-
-    def __init__(self) -> None:
-        self.apps: dict[str, RegisteredApplication] = {}
-        self.sealed: dict[str, str] = {}
-
-    async def insert(
-        self, app: RegisteredApplication, *, tckn: str, mother_maiden_initials: str
-    ) -> None:
-        for other in self.apps.values():
-            for unique in ("idempotency_key", "submission_id", "application_number"):
-                if getattr(app, unique) is not None and getattr(app, unique) == getattr(
-                    other, unique
-                ):
-                    raise DuplicateKeyError(f"E11000 {unique}", 11000)
-        self.apps[app.application_id] = app
-        self.sealed[app.application_id] = tckn
-
-    async def get(self, application_id: str) -> RegisteredApplication | None:
-        return self.apps.get(application_id)
-
-    async def find_by_idempotency_key(self, key: str) -> RegisteredApplication | None:
-        return next((a for a in self.apps.values() if a.idempotency_key == key), None)
-
-    async def find_by_submission_id(self, submission_id: str) -> RegisteredApplication | None:
-        return next((a for a in self.apps.values() if a.submission_id == submission_id), None)
-
-    async def mark_published(self, ids: list[str]) -> None:
-        for application_id in ids:
-            self.apps[application_id] = replace(self.apps[application_id], published=True)
-
-    async def unpublished(self, before: datetime, limit: int) -> list[RegisteredApplication]:
-        stale = [a for a in self.apps.values() if not a.published and a.received_at < before]
-        return sorted(stale, key=lambda a: a.received_at)[:limit]
 
 
 class FakeBus:
@@ -86,6 +51,69 @@ class FakeBus:
         return [event for t, event, _ in self.sent if t == topic]
 
 
+class FakeOutbox:
+    """Delivers what an insert put in an application's outbox, over the fake bus."""
+
+    def __init__(self, store: FakeStore, bus: FakeBus) -> None:
+        self.store = store
+        self.bus = bus
+
+    async def deliver(self, pending: list[Pending | None], *, clear_later: bool = False) -> None:
+        for item in pending:
+            if item is None:
+                continue
+            for message in item.messages:
+                assert message.event is not None and message.key is not None
+                await self.bus.publish(message.topic, message.event, message.key)
+            app = self.store.apps[item.document_id]
+            self.store.apps[item.document_id] = replace(app, published=True)
+            del self.store.outboxes[item.document_id]
+
+    async def flush(self) -> None:
+        pass
+
+
+class FakeStore:
+    """The applications collection, with its unique keys and each application's outbox."""
+
+    def __init__(self, bus: FakeBus) -> None:
+        self.apps: dict[str, RegisteredApplication] = {}
+        self.sealed: dict[str, str] = {}
+        self.outboxes: dict[str, Pending] = {}
+        self.outbox = FakeOutbox(self, bus)
+
+    async def insert(
+        self,
+        app: RegisteredApplication,
+        *,
+        tckn: str,
+        mother_maiden_initials: str,
+        messages: list[Outgoing],
+    ) -> Pending:
+        for other in self.apps.values():
+            for unique in ("idempotency_key", "submission_id", "application_number"):
+                if getattr(app, unique) is not None and getattr(app, unique) == getattr(
+                    other, unique
+                ):
+                    raise DuplicateKeyError(f"E11000 {unique}", 11000)
+        self.apps[app.application_id] = app
+        self.sealed[app.application_id] = tckn
+        self.outboxes[app.application_id] = Pending(app.application_id, "t", tuple(messages))
+        return self.outboxes[app.application_id]
+
+    async def pending(self, application_id: str) -> Pending | None:
+        return self.outboxes.get(application_id)
+
+    async def get(self, application_id: str) -> RegisteredApplication | None:
+        return self.apps.get(application_id)
+
+    async def find_by_idempotency_key(self, key: str) -> RegisteredApplication | None:
+        return next((a for a in self.apps.values() if a.idempotency_key == key), None)
+
+    async def find_by_submission_id(self, submission_id: str) -> RegisteredApplication | None:
+        return next((a for a in self.apps.values() if a.submission_id == submission_id), None)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -95,13 +123,13 @@ class Clock:
 
 
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
+def bus() -> FakeBus:
+    return FakeBus()
 
 
 @pytest.fixture
-def bus() -> FakeBus:
-    return FakeBus()
+def store(bus: FakeBus) -> FakeStore:
+    return FakeStore(bus)
 
 
 @pytest.fixture
@@ -162,18 +190,16 @@ async def test_a_registered_application_is_numbered_stored_and_announced(
     assert all(VALID_TCKN not in event.model_dump_json() for _, event, _ in bus.sent)
 
 
-async def test_the_events_are_marked_published_in_a_batch(intake: Intake, store: FakeStore) -> None:
+async def test_the_events_leave_the_outbox_once_published(intake: Intake, store: FakeStore) -> None:
     apps = [(await submit(intake, body())).application for _ in range(3)]
-    assert not any(store.apps[a.application_id].published for a in apps)
-    await intake.flush_published()
     assert all(store.apps[a.application_id].published for a in apps)
+    assert store.outboxes == {}
 
 
 async def test_a_repeated_key_returns_the_first_answer_and_stores_nothing_new(
     intake: Intake, store: FakeStore, bus: FakeBus
 ) -> None:
     first = await submit(intake, body(), idempotency_key="k-1")
-    await intake.flush_published()
     again = await submit(intake, body(), idempotency_key="k-1")
     assert again.replayed and not first.replayed
     assert again.answer() == first.answer()
@@ -205,23 +231,22 @@ async def test_a_repeat_of_an_unpublished_application_publishes_it(
     assert [e.application_id for e in bus.on(topics.RECEIVED)] == [first.application.application_id]
 
 
-async def test_the_relay_republishes_what_a_crash_left_unpublished(
-    intake: Intake, store: FakeStore, bus: FakeBus, clock: Clock
+async def test_events_kafka_did_not_take_wait_in_the_outbox_for_the_relay(
+    intake: Intake, store: FakeStore, bus: FakeBus
 ) -> None:
     bus.down = True
     registration = await submit(intake, body())
-    assert registration.application.application_id in store.apps  # the answer is still 201
-    bus.down = False
-    assert await intake.republish_stale() == 0  # too young: may still be on its way
-    clock.now += timedelta(seconds=6)
-    assert await intake.republish_stale() == 1
-    await intake.flush_published()
-    assert store.apps[registration.application.application_id].published
-    assert await intake.republish_stale() == 0
-    [received] = bus.on(topics.RECEIVED)
-    # Same event id as the first attempt would have had: consumers can recognise a repeat.
-    expected, _ = received_events(registration.application, TRACKING_URL)
-    assert received.event_id == expected.event_id
+    app = registration.application
+    assert app.application_id in store.apps  # the answer is still 201
+    assert not registration.announced
+    pending = await store.pending(app.application_id)
+    assert pending is not None
+    # Same event ids as the first attempt had: consumers can recognise a repeat.
+    received, sms = received_events(app, TRACKING_URL)
+    assert [m.event.event_id for m in pending.messages if m.event] == [
+        received.event_id,
+        sms.event_id,
+    ]
 
 
 async def test_a_submission_from_kafka_is_registered_once(
@@ -229,7 +254,6 @@ async def test_a_submission_from_kafka_is_registered_once(
 ) -> None:
     event = ApplicationSubmitted.model_validate({**body(), "submission_id": "s-1"})
     await intake.handle_submission(event)
-    await intake.flush_published()
     await intake.handle_submission(event)  # redelivered
     assert len(store.apps) == 1
     [app] = store.apps.values()
