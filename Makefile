@@ -31,7 +31,7 @@ install: ## install what is missing (apt packages, .venv, Kafka); cached, second
 	@deploy/local/install.sh
 
 run: install ## start the whole system on the default ports, load demo data, print the URLs
-	@export AK_DATA_DIR=$(RUN_DATA); \
+	@export AK_DATA_DIR=$(RUN_DATA) AK_MONGO_PER_SERVICE=1; \
 	$(STACK) start; \
 	eval "$$($(STACK) env)"; \
 	if [[ -f deploy/local/seed_demo.py ]]; then $(PY) deploy/local/seed_demo.py; fi; \

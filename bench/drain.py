@@ -156,7 +156,7 @@ async def drain(settings: Settings, count: int, timeout: float) -> dict[str, flo
     bodies = [submission(rng, run, n) for n in range(count)]
     watch = Watch(settings, {b["submission_id"] for b in bodies})
     await watch.start()
-    mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri)
+    mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri_for("reporting"))
     read_model = mongo[settings.database_name("reporting")]["applications"]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()

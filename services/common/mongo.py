@@ -10,9 +10,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.settings import Settings
 
 
-def make_client(settings: Settings) -> AsyncMongoClient:
+def make_client(settings: Settings, service: str | None = None) -> AsyncMongoClient:
+    """A client for `service`'s MongoDB (its own server if it has one), or the shared one."""
     return AsyncMongoClient(
-        settings.mongo_uri,
+        settings.mongo_uri_for(service) if service else settings.mongo_uri,
         tz_aware=True,
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,

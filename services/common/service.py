@@ -27,7 +27,7 @@ class Service:
         self.name = name
         self.settings = settings
         self.broker = make_broker(settings, name)
-        self.mongo = make_client(settings)
+        self.mongo = make_client(settings, name)
         self.runtime = Runtime(name, settings, self.broker, self.mongo)
         self.db = service_database(self.mongo, settings, name)
         self.publisher = Publisher(self.broker)

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     mongo_uri: str = "mongodb://127.0.0.1:27017"
+    # A service's own MongoDB, when it has one (e.g. AK_TRACKING_MONGO_URI); else `mongo_uri`.
+    intake_mongo_uri: str = ""
+    routing_mongo_uri: str = ""
+    tracking_mongo_uri: str = ""
+    notification_mongo_uri: str = ""
+    reporting_mongo_uri: str = ""
     # Each service owns one database: f"{db_prefix}_{service}".
     db_prefix: str = "acikkapi"
     jwt_secret: str = DEV_JWT_SECRET
@@ -67,6 +73,9 @@ class Settings(BaseSettings):
         if self.port:
             return self.port
         return int(getattr(self, f"{service}_port"))
+
+    def mongo_uri_for(self, service: str) -> str:
+        return str(getattr(self, f"{service}_mongo_uri", "")) or self.mongo_uri
 
     def database_name(self, service: str) -> str:
         return f"{self.db_prefix}_{service}"

@@ -593,7 +593,7 @@ async def test_no_application_is_lost_or_doubled_while_services_and_broker_are_k
     await asyncio.to_thread(chaos.fleet.wait_ready)
     say(f"t={loop.time() - started_at:5.1f}s all ready")
 
-    mongo: AsyncMongoClient = AsyncMongoClient(chaos.settings.mongo_uri)
+    mongo: AsyncMongoClient = AsyncMongoClient(chaos.settings.mongo_uri_for("reporting"))
     try:
         async with httpx.AsyncClient(timeout=15) as http:
             deadline = started_at + CONVERGE_TIMEOUT
@@ -684,7 +684,7 @@ async def test_three_routing_and_three_tracking_processes_share_the_work_once(ch
         loop = asyncio.get_running_loop()
         started_at = loop.time()
         await produce_steadily(bootstrap, sent, SCALE_RATE)
-        mongo: AsyncMongoClient = AsyncMongoClient(chaos.settings.mongo_uri)
+        mongo: AsyncMongoClient = AsyncMongoClient(chaos.settings.mongo_uri_for("reporting"))
         try:
             while True:
                 figures = await observe(chaos, sent, starts, sms_offset, http, mongo)
