@@ -396,7 +396,9 @@ start_own_mongo() {
     local name=$1 dir="$DATA/$1"
     mkdir -p "$dir"
     # The trailing space of the marker: `--data-dir …/mongo-intake ` is not a prefix of another.
-    launch "$name" "$(log_of "$name")" "$ROOT/.venv/bin/nx-27017" --data-dir "$dir" \
+    # At its service's CPU priority: a database works for its service, not ahead of intake.
+    launch "$name" "$(log_of "$name")" nice -n "${NICENESS[${name#mongo-}]:-0}" \
+        "$ROOT/.venv/bin/nx-27017" --data-dir "$dir" \
         --host 127.0.0.1 -p "${PORT[$name]}" --log-file "$(log_of "$name")" \
         --pid-file "$dir/nx-27017.pid"
 }
