@@ -22,7 +22,7 @@ TEST_STACK_ENV := AK_DATA_DIR=$(TEST_DATA) \
 PY_SOURCES := services tests $(wildcard deploy/local bench)
 MYPY_TARGETS = services/common $(wildcard services/*/domain.py)
 
-.PHONY: help install run stop status test test-unit lint fmt bench bench-cost
+.PHONY: help install run stop status test test-unit lint fmt bench bench-cost bench-scale bench-chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,3 +90,9 @@ bench: ## measure the pipeline against the running stack (`make run` first)
 
 bench-cost: ## CPU and Kafka messages one application costs the running stack (`make run` first)
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/cost_per_application.py
+
+bench-scale: ## the drain with 1, 2 and 3 routing and tracking processes (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/scale_out.py
+
+bench-chaos: install ## 10,000 applications at 200/s, every service killed once, on a stack of its own
+	@$(PY) bench/chaos.py
