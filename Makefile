@@ -20,7 +20,8 @@ TEST_STACK_ENV := AK_DATA_DIR=$(TEST_DATA) \
 
 # What lint and format look at.
 PY_SOURCES := services tests $(wildcard deploy/local bench)
-MYPY_TARGETS = services/common $(wildcard services/*/domain.py)
+# Strict (pyproject.toml): every service and the test helpers.
+MYPY_TARGETS = services tests/support.py tests/conftest.py tests/e2e/conftest.py
 
 .PHONY: help install run stop status test test-unit lint fmt bench bench-cost bench-scale bench-chaos
 
@@ -70,12 +71,12 @@ test: install ## run the whole test suite on a stack of its own ports (.ak/test)
 	trap 'rc=$$?; $(STACK) stop >&2; ((rc == 0)) || echo "stack logs: $$AK_DATA_DIR/logs" >&2; exit $$rc' EXIT; \
 	$(STACK) start; \
 	eval "$$($(STACK) env)"; \
-	.venv/bin/pytest -q -p no:cacheprovider $(TEST_PATHS)
+	.venv/bin/pytest -q -p no:cacheprovider --cov --cov-report=term $(TEST_PATHS)
 
 test-unit: ## the unit tests only: no stack needed
 	@.venv/bin/pytest -q -p no:cacheprovider tests/unit
 
-lint: ## ruff check, ruff format --check, mypy on the shared code and the domain rules
+lint: install ## ruff check, ruff format --check, mypy --strict on the services and test helpers
 	@.venv/bin/ruff check $(PY_SOURCES)
 	@.venv/bin/ruff format --check $(PY_SOURCES)
 	@.venv/bin/mypy $(MYPY_TARGETS)

@@ -39,7 +39,9 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -
         await admin.close()
 
 
-async def produce(bootstrap: str, topic: str, value: bytes | dict, key: str | None = None) -> None:
+async def produce(
+    bootstrap: str, topic: str, value: bytes | dict[str, Any], key: str | None = None
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -52,10 +54,10 @@ async def produce(bootstrap: str, topic: str, value: bytes | dict, key: str | No
 async def consume_until(
     bootstrap: str,
     topic: str,
-    predicate: Callable[[dict], bool],
+    predicate: Callable[[dict[str, Any]], bool],
     timeout: float = 20.0,
     from_beginning: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Read `topic` with a plain Kafka client until a JSON message satisfies `predicate`."""
     consumer = AIOKafkaConsumer(
         topic,
@@ -72,7 +74,7 @@ async def consume_until(
                     body = json.loads(record.value)
                 except ValueError:
                     continue
-                if predicate(body):
+                if isinstance(body, dict) and predicate(body):
                     return body
     finally:
         await consumer.stop()

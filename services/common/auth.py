@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -114,7 +115,7 @@ async def current_principal(
     return principal
 
 
-def require_roles(*roles: Role):
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets through only the given roles (admin always passes)."""
 
     async def dependency(

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.mongo import Client
 from services.common.mongo import ping as mongo_ping
 from services.common.observability import HTTP_REQUESTS, HTTP_SECONDS, READY, configure_logging
 from services.common.settings import Settings
@@ -63,7 +63,9 @@ def field_error(field: str | None, code: str, message: str) -> dict[str, Any]:
     return {"field": field, "code": code, "message": message}
 
 
-def error_response(status: int, errors: list[dict[str, Any]], headers=None) -> JSONResponse:
+def error_response(
+    status: int, errors: list[dict[str, Any]], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=status, headers=headers)
 
 
@@ -236,9 +238,7 @@ class MetricsMiddleware:
 class Runtime:
     """What one service process holds: settings, broker, database client and background loops."""
 
-    def __init__(
-        self, name: str, settings: Settings, broker: KafkaBroker, mongo: AsyncMongoClient
-    ) -> None:
+    def __init__(self, name: str, settings: Settings, broker: KafkaBroker, mongo: Client) -> None:
         self.name = name
         self.settings = settings
         self.broker = broker
@@ -298,7 +298,7 @@ def create_service_app(
             runtime._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connector = asyncio.create_task(connect(), name="connect")
         try:
             yield

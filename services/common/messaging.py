@@ -480,6 +480,8 @@ async def topic_partitions(bootstrap: str, names: Iterable[str]) -> list[TopicPa
     ]
 
 
-def declare_publisher(broker: KafkaBroker, topic: str, model: type[BaseModel], description: str):
+def declare_publisher(
+    broker: KafkaBroker, topic: str, model: type[BaseModel], description: str
+) -> Any:
     """Make a publication visible in the AsyncAPI document (sending goes through `Publisher`)."""
     return broker.publisher(topic, title=f"{topic}:publish", schema=model, description=description)

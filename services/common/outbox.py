@@ -34,9 +34,9 @@ from typing import Any
 
 from prometheus_client import Counter
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.messaging import Outgoing, Publisher
+from services.common.mongo import Collection
 from services.common.pii import PiiCipher
 
 log = logging.getLogger("acikkapi.outbox")
@@ -89,9 +89,7 @@ class Outbox:
 
     CLEAR_BATCH = 500
 
-    def __init__(
-        self, collection: AsyncCollection, publisher: Publisher, cipher: PiiCipher
-    ) -> None:
+    def __init__(self, collection: Collection, publisher: Publisher, cipher: PiiCipher) -> None:
         self.collection = collection
         self.publisher = publisher
         self.cipher = cipher

@@ -146,7 +146,7 @@ class RequestRoute(APIRoute):
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return self.endpoint  # type: ignore[no-any-return]
+        return self.endpoint
 
 
 async def submit_application(request: Request) -> JSONResponse:

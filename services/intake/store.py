@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from services.common.events import ApplicationType, Channel, Location
 from services.common.messaging import Outgoing, Publisher
+from services.common.mongo import Collection, Database
 from services.common.outbox import Outbox, Pending
 from services.common.pii import PiiCipher
 from services.intake.domain import RegisteredApplication
@@ -36,7 +35,7 @@ log = logging.getLogger("acikkapi.intake.store")
 class SequenceCounters:
     """The per-(province, year) counters behind application numbers (a `BlockSource`)."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self._counters = db["intake_counters"]
 
     async def reserve(self, key: str, size: int) -> int:
@@ -60,7 +59,7 @@ class GroupCommit:
     ~0.4 ms on a lone insert and ~0.16 ms per document in a batch; the driver ~0.27 vs ~0.03).
     """
 
-    def __init__(self, collection: AsyncCollection, max_batch: int = 256) -> None:
+    def __init__(self, collection: Collection, max_batch: int = 256) -> None:
         self._collection = collection
         self._max_batch = max_batch
         self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -97,7 +96,7 @@ class GroupCommit:
 
 
 class ApplicationStore:
-    def __init__(self, db: AsyncDatabase, cipher: PiiCipher, publisher: Publisher) -> None:
+    def __init__(self, db: Database, cipher: PiiCipher, publisher: Publisher) -> None:
         self._applications = db["intake_applications"]
         self._inserts = GroupCommit(self._applications)
         self._cipher = cipher

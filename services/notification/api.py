@@ -17,7 +17,8 @@ router = APIRouter()
 
 
 def get_notifier(request: Request) -> Notifier:
-    return request.app.state.notifier
+    notifier: Notifier = request.app.state.notifier
+    return notifier
 
 
 class DeliveryReportView(BaseModel):

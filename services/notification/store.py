@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.common.events import utcnow
+from services.common.mongo import Database
 from services.notification.domain import NotificationState
 
 # The gateway may still be answering when a delivery report comes in, hence "sending" too.
@@ -25,7 +25,7 @@ def _report_field(report: dict[str, Any]) -> str:
 
 
 class NotificationStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         # Service-prefixed name: nx-27017 0.8.1 ignores the database name, so on the local
         # stack every service's collections share one namespace.
         self.notifications = db["notification_messages"]

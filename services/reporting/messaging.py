@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from faststream.kafka import KafkaBroker
 
 from services.common import topics
@@ -14,18 +16,10 @@ from services.reporting.handlers import Reporting
 def register(
     broker: KafkaBroker, settings: Settings, reporting: Reporting, group_id: str | None = None
 ) -> None:
-    for topic, model, handler in (
-        (topics.RECEIVED, ApplicationReceived, reporting.applications_received),
-        (topics.ROUTED, RoutingOutcome, reporting.applications_routed),
-        (topics.STATUS, StatusChanged, reporting.statuses_changed),
-        (topics.DEADLINES, DeadlineEvent, reporting.deadline_events),
-    ):
-        subscribe(
-            broker,
-            topic,
-            model,
-            handler,
-            service="reporting",
-            settings=settings,
-            group_id=group_id,
-        )
+    each_topic = functools.partial(
+        subscribe, broker, service="reporting", settings=settings, group_id=group_id
+    )
+    each_topic(topics.RECEIVED, ApplicationReceived, reporting.applications_received)
+    each_topic(topics.ROUTED, RoutingOutcome, reporting.applications_routed)
+    each_topic(topics.STATUS, StatusChanged, reporting.statuses_changed)
+    each_topic(topics.DEADLINES, DeadlineEvent, reporting.deadline_events)

@@ -57,6 +57,10 @@ _ACCENT = "#1f4e79"
 _ANSWERED_COLOR = "#7fa7d0"
 
 
+# Turkish number punctuation: 1.234,5 (thousands with a dot, decimals with a comma).
+_TURKISH_DIGITS = str.maketrans(",.", ".,")
+
+
 def province_name(code: int | None) -> str:
     if code is None:
         return "Tüm iller"
@@ -75,7 +79,7 @@ def fmt_decimal(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "—"
     text = f"{value:,.{digits}f}"
-    return text.translate(str.maketrans({",": ".", ".": ","}))
+    return text.translate(_TURKISH_DIGITS)
 
 
 def fmt_percent(ratio: float | None, digits: int = 1) -> str:
@@ -232,7 +236,7 @@ def week_chart(weeks: Sequence[dict[str, Any]], title: str, *, width: int = 720)
 def institution_label(item: dict[str, Any]) -> str:
     if item.get("institution_code") is None:
         return UNKNOWN
-    return item.get("institution_name") or item["institution_code"]
+    return str(item.get("institution_name") or item["institution_code"])
 
 
 def charts(summary: dict[str, Any]) -> dict[str, Markup]:

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.events import Status
+from services.common.mongo import Database
 from services.reporting.domain import Patch, Period, status_field
 
 # Only what the fold reads travels back from the database.
@@ -32,7 +32,7 @@ _PROJECTION: dict[str, int] = {
 
 
 class ReadModel:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self.applications = db["applications"]
 
     async def ensure_indexes(self) -> None:

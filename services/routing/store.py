@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.common.messaging import Outgoing, Publisher
+from services.common.mongo import Database
 from services.common.outbox import Outbox, Pending
 from services.common.pii import PiiCipher
 
@@ -31,7 +31,7 @@ PENDING = "pending"
 
 
 class RoutingStore:
-    def __init__(self, db: AsyncDatabase, publisher: Publisher, cipher: PiiCipher) -> None:
+    def __init__(self, db: Database, publisher: Publisher, cipher: PiiCipher) -> None:
         self._applications = db["routing_applications"]
         self.outbox = Outbox(self._applications, publisher, cipher)
 

@@ -39,7 +39,8 @@ _LAST4 = re.compile(r"[0-9]{4}")
 
 
 def get_tracking(request: Request) -> Tracking:
-    return request.app.state.tracking
+    tracking: Tracking = request.app.state.tracking
+    return tracking
 
 
 TrackingDep = Annotated[Tracking, Depends(get_tracking)]

@@ -20,12 +20,12 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.application_number import normalize
 from services.common.events import ApplicationType, Channel, Outcome, Status
 from services.common.messaging import Outgoing, Publisher
+from services.common.mongo import Database, Document
 from services.common.outbox import Outbox, Pending
 from services.common.pii import PiiCipher
 from services.tracking.domain import Application, TimelineEntry
@@ -146,7 +146,7 @@ class Saved:
 
 
 class ApplicationStore:
-    def __init__(self, db: AsyncDatabase, publisher: Publisher, cipher: PiiCipher) -> None:
+    def __init__(self, db: Database, publisher: Publisher, cipher: PiiCipher) -> None:
         # Named after the service although the database is its own (see service_database).
         self.apps = db["tracking_applications"]
         self.misses = db["tracking_track_misses"]
@@ -204,7 +204,7 @@ class ApplicationStore:
         if not writes:
             return Saved([], set())
         built = [self._document(w) for w in writes]
-        ops: list[InsertOne | ReplaceOne] = [
+        ops: list[InsertOne[Document] | ReplaceOne[Document]] = [
             InsertOne(doc)
             if w.expected_version == 0
             else ReplaceOne({"_id": doc["_id"], "version": w.expected_version}, doc)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,7 +36,9 @@ def e2e_settings() -> Settings:
 
 
 @pytest.fixture(scope="module")
-def service_urls(e2e_settings: Settings, tmp_path_factory):
+def service_urls(
+    e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """One process per service, as `python -m services.<name>`, on the test ports; they stop
     when the module ends so no later test shares their consumer groups."""
     logs = tmp_path_factory.mktemp("e2e-logs")
@@ -51,7 +54,7 @@ def service_urls(e2e_settings: Settings, tmp_path_factory):
     # numbered from other databases and would collide with this run's numbers).
     for name, reads in READS.items():
         asyncio.run(start_group_at_end(e2e_settings.kafka_bootstrap, f"acikkapi-{name}", reads))
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     urls = {name: f"http://127.0.0.1:{e2e_settings.port_for(name)}" for name in SERVICE_PORTS}
     try:
         for name in SERVICE_PORTS:
