@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import holidays
 
-ISTANBUL = ZoneInfo("Europe/Istanbul")
+from services.common.turkish_time import ISTANBUL
+
 ANSWER_BUSINESS_DAYS = 7
 
 

@@ -1,7 +1,7 @@
 """One bootstrap for every service process: the same parts, built the same way, in one place.
 
 A service's `app.py` creates a `Service`, wires its own store and use cases to the parts, and
-asks `Service.app` for the FastAPI app. The shared lifespan (services/common/http.py) then
+asks `Service.app` for the FastAPI app. The shared lifespan (`create_service_app`) then
 connects MongoDB and Kafka (retrying until both answer; /readyz says 503 until then), starts
 the consumers and the background loops, and on shutdown stops, in this order: the loops, the
 consumers (so no handler is mid-way), the service's own shutdown hooks, the MongoDB client.
@@ -9,14 +9,179 @@ consumers (so no handler is mid-way), the service's own shutdown hooks, the Mong
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.http import Hook, Runtime, create_service_app, serve
+from services.common.errors import install_error_handlers
 from services.common.messaging import Publisher, make_broker
-from services.common.mongo import make_client, service_database
+from services.common.middleware import BodyLimitMiddleware, MetricsMiddleware
+from services.common.mongo import Client, make_client, service_database
+from services.common.mongo import ping as mongo_ping
+from services.common.observability import READY, configure_logging
 from services.common.settings import Settings, get_settings
+
+log = logging.getLogger("acikkapi.http")
+
+Hook = Callable[[], Coroutine[Any, Any, None]]
+
+
+class Runtime:
+    """What one service process holds: settings, broker, database client and background loops."""
+
+    def __init__(self, name: str, settings: Settings, broker: KafkaBroker, mongo: Client) -> None:
+        self.name = name
+        self.settings = settings
+        self.broker = broker
+        self.mongo = mongo
+        self.started = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def ready(self) -> dict[str, bool]:
+        """Kafka and MongoDB asked side by side, each given 2 s to answer."""
+
+        async def kafka() -> bool:
+            return self.started.is_set() and bool(await self.broker.ping(timeout=2.0))
+
+        kafka_ok, mongo_ok = await asyncio.gather(kafka(), mongo_ping(self.mongo))
+        READY.set(1 if kafka_ok and mongo_ok else 0)
+        return {"kafka": bool(kafka_ok), "mongodb": mongo_ok, "consumers": self.started.is_set()}
+
+
+def create_service_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    on_startup: Sequence[Hook] = (),
+    background: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """A FastAPI app whose lifespan connects MongoDB and Kafka, retrying until both answer.
+
+    HTTP comes up at once (`/healthz` answers), `/readyz` says 503 until the dependencies do.
+    """
+    settings = runtime.settings
+    configure_logging(runtime.name, settings.log_level)
+
+    async def connect() -> None:
+        delay = 0.5
+        while True:
+            try:
+                for hook in on_startup:
+                    await hook()
+                await runtime.broker.start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "waiting for dependencies", extra={"error": f"{type(exc).__name__}: {exc}"}
+                )
+                with contextlib.suppress(Exception):
+                    await runtime.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        runtime.started.set()
+        log.info("service started", extra={"port": settings.port_for(runtime.name)})
+        for loop in background:
+            runtime._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connector = asyncio.create_task(connect(), name="connect")
+        try:
+            yield
+        finally:
+            connector.cancel()
+            for task in runtime._tasks:
+                task.cancel()
+            for task in [connector, *runtime._tasks]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            # Consumers stop first, so no handler is mid-way when its clients are closed.
+            with contextlib.suppress(Exception):
+                await runtime.broker.stop()
+            for hook in on_shutdown:
+                with contextlib.suppress(Exception):
+                    await hook()
+            await runtime.mongo.close()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    ops = APIRouter(tags=["işletim"])
+
+    @ops.get("/healthz", summary="Süreç ayakta mı")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.name}
+
+    @ops.get("/readyz", summary="Kafka ve MongoDB erişilebilir mi")
+    async def readyz() -> JSONResponse:
+        checks = await runtime.ready()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "service": runtime.name, "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @ops.get("/metrics", summary="Prometheus ölçümleri")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @ops.get("/asyncapi", summary="Bu servisin Kafka konuları (AsyncAPI 3.0)")
+    async def asyncapi() -> JSONResponse:
+        # The subscriptions are fixed once the app is built: generate the document once.
+        if not hasattr(app.state, "asyncapi"):
+            app.state.asyncapi = (
+                AsyncAPI(
+                    runtime.broker,
+                    title=f"Açık Kapı — {runtime.name}",
+                    version="1.0.0",
+                    description=description,
+                )
+                .to_specification()
+                .to_jsonable()
+            )
+        return JSONResponse(app.state.asyncapi)
+
+    app.include_router(ops)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def serve(service: str, settings: Settings) -> None:
+    """Run a service: `AK_WORKERS` processes share its port (uvicorn's supervisor restarts a
+    worker that dies). More processes elsewhere, with their own ports, join the same consumer
+    groups; both ways scale one service without touching the others."""
+    uvicorn.run(
+        f"services.{service}.app:create_app",
+        factory=True,
+        workers=settings.workers if settings.workers > 1 else None,
+        host=settings.host,
+        port=settings.port_for(service),
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
 
 
 class Service:

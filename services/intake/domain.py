@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Protocol
-from zoneinfo import ZoneInfo
 
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -25,8 +24,7 @@ from stdnum.tr import tckimlik
 
 from services.common.events import ApplicationType, Channel, Location
 from services.common.turkish import turkish_lower, turkish_upper
-
-ISTANBUL = ZoneInfo("Europe/Istanbul")
+from services.common.turkish_time import ISTANBUL
 
 
 class RuleViolation(ValueError):

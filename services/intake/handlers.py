@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common import topics
 from services.common.application_number import format_number
+from services.common.errors import translate_validation_errors
 from services.common.events import (
     ApplicantContact,
     ApplicationReceived,
@@ -38,7 +39,6 @@ from services.common.events import (
     NotificationRequest,
     SubmissionRejected,
 )
-from services.common.http import translate_validation_errors
 from services.common.messaging import Outgoing, each
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher, mask_tckn

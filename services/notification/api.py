@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from services.common.auth import Principal, Role, forbidden, require_roles
-from services.common.http import field_error
+from services.common.errors import field_error
 from services.notification import domain
 from services.notification.handlers import Notifier
 

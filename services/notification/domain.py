@@ -9,15 +9,11 @@ import hmac
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from services.common.pii import mask_phone
-
-ISTANBUL = ZoneInfo("Europe/Istanbul")
 
 # --- SMS encoding -------------------------------------------------------------------------------
 
@@ -278,27 +274,3 @@ def dlr_signature_ok(secret: bytes, key: str, signature: str) -> bool:
 def dlr_secret(jwt_secret: str) -> bytes:
     """Derived from a secret the service already has, with its own label."""
     return hashlib.sha256(b"acikkapi-sms-dlr:" + jwt_secret.encode()).digest()
-
-
-# --- dates as Turkish readers expect them -------------------------------------------------------
-
-
-def parse_instant(value: str | datetime) -> datetime:
-    """An ISO 8601 instant; a value without offset is taken as UTC (storage is UTC)."""
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(
-                f"Geçersiz tarih / invalid date: {value!r} (ISO 8601 bekleniyor)"
-            ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
-
-
-def format_tr_datetime(value: str | datetime) -> str:
-    """dd.mm.yyyy HH:MM on Istanbul's clock: 2026-03-02T09:30:00Z -> 02.03.2026 12:30."""
-    return parse_instant(value).astimezone(ISTANBUL).strftime("%d.%m.%Y %H:%M")

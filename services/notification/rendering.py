@@ -27,7 +27,7 @@ from jinja2 import (
 )
 
 from services.common.events import NotificationChannel
-from services.notification.domain import format_tr_datetime
+from services.common.turkish_time import short_datetime
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -62,7 +62,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters["tarih_saat"] = format_tr_datetime
+        self.env.filters["tarih_saat"] = short_datetime
 
     def render(
         self, template: str, channel: NotificationChannel, params: dict[str, Any]

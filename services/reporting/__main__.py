@@ -1,3 +1,5 @@
+"""`python -m services.reporting` runs one process of the reporting service."""
+
 from services.reporting.app import main
 
 main()

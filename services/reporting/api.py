@@ -19,8 +19,8 @@ from services.common.auth import Principal, Role, require_roles
 from services.common.events import utcnow
 from services.common.settings import Settings
 from services.reporting import page
-from services.reporting.domain import Period, QueryError, parse_period, parse_province
 from services.reporting.handlers import Reporting
+from services.reporting.query import Period, QueryError, parse_period, parse_province
 
 _staff = require_roles(Role.officer, Role.supervisor, Role.admin)
 

@@ -19,13 +19,12 @@ finer than the district.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from services.common.business_days import ISTANBUL, business_days_between
+from services.common.business_days import business_days_between
 from services.common.events import (
     ApplicationAwaitingRouting,
     ApplicationReceived,
@@ -35,9 +34,9 @@ from services.common.events import (
     Status,
     StatusChanged,
 )
+from services.common.turkish_time import ISTANBUL
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # When two statuses carry the same instant, the one further along the life cycle is current.
 _STATUS_RANK = {
@@ -429,79 +428,3 @@ def summarize(docs: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any
     for doc in docs:
         fold.add(doc)
     return fold.result()
-
-
-# --- The question asked: which province, which days -------------------------------------------
-
-
-class QueryError(ValueError):
-    """A report question that cannot be answered; `errors` are the contract's error items."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(e["message"] for e in errors))
-        self.errors = errors
-
-
-@dataclass(frozen=True)
-class Period:
-    """Inclusive days of receipt, in Europe/Istanbul; either end may be open."""
-
-    start: date | None = None
-    end: date | None = None
-
-
-def _parse_day(name: str, text: str | None, errors: list[dict[str, str]]) -> date | None:
-    if text is None or not text.strip():
-        return None
-    text = text.strip()
-    try:
-        if not _DAY_RE.fullmatch(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        errors.append(
-            {
-                "field": name,
-                "code": "invalid_date",
-                "message": "Tarih YYYY-AA-GG biçiminde geçerli bir gün olmalıdır (ör. 2025-03-31).",
-            }
-        )
-        return None
-
-
-def parse_period(start: str | None, end: str | None) -> Period:
-    errors: list[dict[str, str]] = []
-    first = _parse_day("from", start, errors)
-    last = _parse_day("to", end, errors)
-    if first and last and first > last:
-        errors.append(
-            {
-                "field": "from",
-                "code": "invalid_period",
-                "message": "Başlangıç tarihi (from) bitiş tarihinden (to) sonra olamaz.",
-            }
-        )
-    if errors:
-        raise QueryError(errors)
-    return Period(first, last)
-
-
-def parse_province(text: str | None) -> int | None:
-    """A plate code 1..81 given as text (the HTML form sends text), or None when left empty."""
-    if text is None or not text.strip():
-        return None
-    try:
-        code = int(text.strip())
-    except ValueError:
-        code = 0
-    if not 1 <= code <= 81:
-        raise QueryError(
-            [
-                {
-                    "field": "province_code",
-                    "code": "invalid_province",
-                    "message": "İl plaka kodu 1 ile 81 arasında bir sayı olmalıdır.",
-                }
-            ]
-        )
-    return code

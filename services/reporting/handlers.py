@@ -15,13 +15,13 @@ from services.common.events import (
 from services.common.messaging import PermanentError
 from services.reporting.domain import (
     Patch,
-    Period,
     SummaryFold,
     patch_for_deadline,
     patch_for_received,
     patch_for_routing,
     patch_for_status,
 )
+from services.reporting.query import Period
 from services.reporting.store import ReadModel
 
 

@@ -12,8 +12,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from services.common.business_days import ISTANBUL
-from services.reporting.domain import Period
+from services.common.turkish_time import ISTANBUL
+from services.reporting.query import Period
 
 CHANNEL_LABELS = {
     "web": "Web",

@@ -9,7 +9,8 @@ from pymongo import ASCENDING, UpdateOne
 
 from services.common.events import Status
 from services.common.mongo import Database
-from services.reporting.domain import Patch, Period, status_field
+from services.reporting.domain import Patch, status_field
+from services.reporting.query import Period
 
 # Only what the fold reads travels back from the database.
 _PROJECTION: dict[str, int] = {

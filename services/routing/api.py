@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.common import application_number as numbers
 from services.common.auth import Principal, Role, forbidden, require_roles
-from services.common.http import field_error
+from services.common.errors import field_error
 from services.common.messaging import TRANSIENT_ERRORS
 from services.common.settings import Settings
 from services.routing import domain

@@ -1,31 +1,25 @@
-"""Tracking's HTTP face: the citizen's look-up (JSON and the `/takip` page) and the institutions'
-queue, answer and return."""
+"""Tracking's HTTP API: the citizen's look-up (JSON) and the institutions' queue, answer and
+return. The citizen's `/takip` page is in page.py."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from services.common import business_days
 from services.common.application_number import InvalidApplicationNumber, normalize, parse_number
 from services.common.auth import Principal, Role, current_principal, ensure_institution_access
 from services.common.auth import forbidden as forbidden_error
+from services.common.errors import field_error
 from services.common.events import ApplicationType, Outcome, Status
-from services.common.http import field_error
 from services.tracking import domain
 from services.tracking.handlers import NotFound, TooManyAttempts, Tracking
 from services.tracking.store import InvalidCursor, encode_cursor
 
 router = APIRouter()
-pages = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 NOT_FOUND_MESSAGE = (
     "Başvuru bulunamadı. Başvuru numarasını ve telefon numaranızın son 4 hanesini kontrol edin."
@@ -47,7 +41,7 @@ TrackingDep = Annotated[Tracking, Depends(get_tracking)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -115,7 +109,7 @@ async def track(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors)
     assert phone_last4 is not None
     try:
-        app = await tracking.track(number_key, phone_last4.strip(), _now())
+        app = await tracking.track(number_key, phone_last4.strip(), now())
     except TooManyAttempts:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -127,99 +121,6 @@ async def track(
             status.HTTP_404_NOT_FOUND, detail=[field_error(None, "not_found", NOT_FOUND_MESSAGE)]
         ) from None
     return track_result(app)
-
-
-_MONTHS = ("Ocak Şubat Mart Nisan Mayıs Haziran Temmuz Ağustos Eylül Ekim Kasım Aralık").split()
-_DAYS = "Pazartesi Salı Çarşamba Perşembe Cuma Cumartesi Pazar".split()
-
-# Plain words for the citizen: what the status means for them.
-_EXPLANATIONS: dict[Status, str] = {
-    Status.received: "Başvurunuz kaydedildi; ilgili kuruma yönlendirilecek.",
-    Status.awaiting_routing: "Başvurunuz, ilgili kurumu belirlemek için bir görevli tarafından "
-    "inceleniyor.",
-    Status.routed: "Başvurunuz cevaplaması için ilgili kuruma iletildi.",
-    Status.opened: "İlgili kurum başvurunuzu inceliyor.",
-    Status.answered: "Başvurunuz cevaplandı.",
-    Status.closed: "Başvurunuz cevaplandı ve cevabı size bildirildi.",
-    Status.returned: "Kurum, başvurunuzun kendi görev alanında olmadığını bildirdi; başvurunuz "
-    "doğru kuruma yönlendirilecek.",
-}
-_OUTCOME_TITLES: dict[Outcome, str] = {
-    Outcome.olumlu: "Olumlu",
-    Outcome.olumsuz: "Olumsuz",
-    Outcome.kismen_olumlu: "Kısmen olumlu",
-}
-
-
-def turkish_datetime(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    local = value.astimezone(business_days.ISTANBUL)
-    return (
-        f"{local.day} {_MONTHS[local.month - 1]} {local.year} {_DAYS[local.weekday()]}, "
-        f"{local:%H:%M}"
-    )
-
-
-def _page_view(app: domain.Application) -> dict[str, Any]:
-    answered = app.status in (Status.answered, Status.closed)
-    return {
-        "number": app.application_number,
-        "status": app.status.value,
-        "status_label": domain.STATUS_LABELS[app.status],
-        "explanation": _EXPLANATIONS[app.status],
-        "institution": app.institution_name
-        if app.status in (Status.routed, Status.opened, Status.answered, Status.closed)
-        else None,
-        "received_at": turkish_datetime(app.received_at),
-        "deadline_at": turkish_datetime(app.deadline_at),
-        "deadline_iso": app.deadline_at.isoformat() if app.deadline_at else "",
-        "overdue": app.overdue and not answered,
-        "outcome": _OUTCOME_TITLES[app.outcome] if answered and app.outcome else None,
-        "answer": app.answer if answered else None,
-        "answered_at": turkish_datetime(app.answered_at),
-        "timeline": [
-            {
-                "label": domain.STATUS_LABELS[e.status],
-                "at": turkish_datetime(e.at),
-                "iso": e.at.isoformat(),
-            }
-            for e in app.timeline
-        ],
-    }
-
-
-@pages.get("/takip", response_class=HTMLResponse)
-async def status_page(
-    request: Request,
-    tracking: TrackingDep,
-    number: str | None = None,
-    phone_last4: str | None = None,
-) -> HTMLResponse:
-    """The citizen's status page: a plain form, answered on the server (no JavaScript)."""
-    context: dict[str, Any] = {"number": number or "", "errors": {}, "result": None}
-    code = status.HTTP_200_OK
-    if number or phone_last4:
-        number_key, errors = check_track_query(number or "", phone_last4)
-        if errors:
-            code = status.HTTP_422_UNPROCESSABLE_CONTENT
-            context["errors"] = {e["field"]: e["message"] for e in errors}
-        else:
-            assert phone_last4 is not None
-            try:
-                app = await tracking.track(number_key, phone_last4.strip(), _now())
-                context["result"] = _page_view(app)
-            except TooManyAttempts:
-                code = status.HTTP_429_TOO_MANY_REQUESTS
-                context["errors"] = {"form": TOO_MANY_MESSAGE}
-            except NotFound:
-                code = status.HTTP_404_NOT_FOUND
-                context["errors"] = {"form": NOT_FOUND_MESSAGE}
-    response = templates.TemplateResponse(request, "takip.html", context, status_code=code)
-    # The page may show an institution's answer: never keep it in a shared cache.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
 
 
 # --- institutions ----------------------------------------------------------------------------
@@ -307,7 +208,7 @@ async def institution_applications(
             limit=limit,
             cursor=cursor,
             opened_by_institution=principal.role is Role.institution,
-            now=_now(),
+            now=now(),
         )
     except InvalidCursor:
         raise HTTPException(
@@ -333,7 +234,7 @@ async def institution_application(
             code,
             application_id,
             opened_by_institution=principal.role is Role.institution,
-            now=_now(),
+            now=now(),
         )
     except NotFound:
         raise _not_found() from None
@@ -419,9 +320,7 @@ async def return_application(
 ) -> ReturnAccepted:
     _institution_only(principal, code)
     try:
-        app = await tracking.return_application(
-            code, application_id, reason=body.reason, now=_now()
-        )
+        app = await tracking.return_application(code, application_id, reason=body.reason, now=now())
     except (NotFound, domain.NotAssigned):
         raise _not_found() from None
     except domain.AlreadyAnswered:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
-from services.tracking import api
+from services.tracking import api, page
 from services.tracking.handlers import Tracking
 from services.tracking.messaging import SERVICE, register
 from services.tracking.store import ApplicationStore
@@ -50,7 +50,7 @@ def build_app(
             "Başvuruların durumu, cevap süresi ve cevabı; vatandaşın takip sayfası ve kurumların "
             "başvuru listesi, cevabı ve iadesi."
         ),
-        routers=[api.router, api.pages],
+        routers=[api.router, page.pages],
         on_startup=[store.ensure_indexes],
         background=[deadline_watcher, store.outbox.run_relay],
     )

@@ -35,6 +35,7 @@ from services.common.events import (
     Status,
     StatusChanged,
 )
+from services.common.turkish_time import ISTANBUL
 
 PRODUCER = "tracking"
 ANSWER_SMS_SUFFIX = ":answered:sms"
@@ -491,11 +492,11 @@ def _same_instant(a: datetime, b: datetime) -> bool:
 
 def warning_time(deadline_at: datetime) -> datetime:
     """One business day before the deadline: the same clock time on the previous business day."""
-    local = deadline_at.astimezone(business_days.ISTANBUL)
+    local = deadline_at.astimezone(ISTANBUL)
     day = local.date() - timedelta(days=1)
     while not business_days.is_business_day(day):
         day -= timedelta(days=1)
-    return datetime.combine(day, local.time(), tzinfo=business_days.ISTANBUL)
+    return datetime.combine(day, local.time(), tzinfo=ISTANBUL)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common import topics
 from services.common.auth import Role
-from services.common.business_days import ISTANBUL, business_days_between
+from services.common.business_days import business_days_between
 from services.common.events import (
     ApplicantContact,
     ApplicationReceived,
@@ -26,6 +26,7 @@ from services.common.events import (
     StatusChanged,
 )
 from services.common.settings import Settings
+from services.common.turkish_time import ISTANBUL
 from services.reporting.app import build_app
 from tests.conftest import consume_until, fresh_consumer_group
 from tests.support import bearer

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, time
 import pytest
 
 from services.common import business_days
-from services.common.business_days import ISTANBUL, answer_deadline
+from services.common.business_days import answer_deadline
+from services.common.turkish_time import ISTANBUL
 
 
 def istanbul(y: int, m: int, d: int, hh: int = 10, mm: int = 0) -> datetime:

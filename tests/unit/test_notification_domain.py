@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from services.common.turkish_time import short_datetime
 from services.notification import domain
 from services.notification.domain import (
     GatewayOutcome,
@@ -177,9 +178,9 @@ def test_a_non_ascii_dlr_signature_is_refused_not_an_error():
     ],
 )
 def test_turkish_datetime_on_istanbul_clock(value, shown: str):
-    assert domain.format_tr_datetime(value) == shown
+    assert short_datetime(value) == shown
 
 
 def test_bad_date_is_a_value_error():
     with pytest.raises(ValueError, match="Geçersiz tarih"):
-        domain.format_tr_datetime("yarın")
+        short_datetime("yarın")

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from services.common.business_days import ISTANBUL
 from services.common.events import (
     ApplicantContact,
     ApplicationAwaitingRouting,
@@ -22,8 +21,10 @@ from services.common.events import (
     RoutingOutcome,
     StatusChanged,
 )
+from services.common.turkish_time import ISTANBUL
 from services.reporting import domain
-from services.reporting.domain import Patch, QueryError, parse_period, parse_province, summarize
+from services.reporting.domain import Patch, summarize
+from services.reporting.query import Period, QueryError, parse_period, parse_province
 
 # Monday 4 March 2024, 10:00 in Istanbul; no holidays that week or the next.
 MONDAY = datetime(2024, 3, 4, 10, 0, tzinfo=ISTANBUL)
@@ -310,7 +311,7 @@ def test_the_receipt_day_is_the_istanbul_day():
 
 
 def test_period_parsing():
-    assert parse_period(None, None) == domain.Period()
+    assert parse_period(None, None) == Period()
     period = parse_period("2024-03-01", "2024-03-31")
     assert (period.start.day, period.end.day) == (1, 31)
     assert parse_period("2024-03-01", "2024-03-01").start == period.start

@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.common.turkish import turkish_lower
-from services.routing.domain import (
-    Decision,
-    Pending,
-    Taxonomy,
-    TaxonomyRegistry,
-    fold,
-    keys_for,
-    plan,
-    words,
-)
+from services.routing.domain import Decision, Pending, Taxonomy, TaxonomyRegistry, plan
+from services.routing.search import fold, keys_for, words
 from services.routing.taxonomy import default_registry
 
 

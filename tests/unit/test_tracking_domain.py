@@ -21,6 +21,7 @@ from services.common.events import (
     Status,
     StatusChanged,
 )
+from services.common.turkish_time import ISTANBUL
 from services.tracking import domain
 from services.tracking.domain import Application, apply
 
@@ -387,9 +388,9 @@ def test_the_warning_comes_one_business_day_before_once_per_deadline():
 
 def test_the_warning_skips_the_bayram_and_the_weekend():
     # Deadline Monday 23 March 2026: Fri 20 is Ramazan Bayramı, so the day before is Thu 19.
-    deadline = datetime(2026, 3, 23, 23, 59, 59, tzinfo=business_days.ISTANBUL)
+    deadline = datetime(2026, 3, 23, 23, 59, 59, tzinfo=ISTANBUL)
     warn = domain.warning_time(deadline)
-    assert warn.astimezone(business_days.ISTANBUL).date() == date(2026, 3, 19)
+    assert warn.astimezone(ISTANBUL).date() == date(2026, 3, 19)
 
 
 def test_a_missed_deadline_after_a_return_blames_no_institution():

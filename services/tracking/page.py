@@ -1,0 +1,104 @@
+"""The citizen's status page, `/takip`: a plain form answered on the server, in Turkish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from services.common.events import Outcome, Status
+from services.common.turkish_time import long_datetime
+from services.tracking import domain
+from services.tracking.api import (
+    NOT_FOUND_MESSAGE,
+    TOO_MANY_MESSAGE,
+    TrackingDep,
+    check_track_query,
+    now,
+)
+from services.tracking.handlers import NotFound, TooManyAttempts
+
+pages = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+# Plain words for the citizen: what the status means for them.
+_EXPLANATIONS: dict[Status, str] = {
+    Status.received: "Başvurunuz kaydedildi; ilgili kuruma yönlendirilecek.",
+    Status.awaiting_routing: "Başvurunuz, ilgili kurumu belirlemek için bir görevli tarafından "
+    "inceleniyor.",
+    Status.routed: "Başvurunuz cevaplaması için ilgili kuruma iletildi.",
+    Status.opened: "İlgili kurum başvurunuzu inceliyor.",
+    Status.answered: "Başvurunuz cevaplandı.",
+    Status.closed: "Başvurunuz cevaplandı ve cevabı size bildirildi.",
+    Status.returned: "Kurum, başvurunuzun kendi görev alanında olmadığını bildirdi; başvurunuz "
+    "doğru kuruma yönlendirilecek.",
+}
+_OUTCOME_TITLES: dict[Outcome, str] = {
+    Outcome.olumlu: "Olumlu",
+    Outcome.olumsuz: "Olumsuz",
+    Outcome.kismen_olumlu: "Kısmen olumlu",
+}
+
+
+def _page_view(app: domain.Application) -> dict[str, Any]:
+    answered = app.status in (Status.answered, Status.closed)
+    return {
+        "number": app.application_number,
+        "status": app.status.value,
+        "status_label": domain.STATUS_LABELS[app.status],
+        "explanation": _EXPLANATIONS[app.status],
+        "institution": app.institution_name
+        if app.status in (Status.routed, Status.opened, Status.answered, Status.closed)
+        else None,
+        "received_at": long_datetime(app.received_at),
+        "deadline_at": long_datetime(app.deadline_at),
+        "deadline_iso": app.deadline_at.isoformat() if app.deadline_at else "",
+        "overdue": app.overdue and not answered,
+        "outcome": _OUTCOME_TITLES[app.outcome] if answered and app.outcome else None,
+        "answer": app.answer if answered else None,
+        "answered_at": long_datetime(app.answered_at),
+        "timeline": [
+            {
+                "label": domain.STATUS_LABELS[e.status],
+                "at": long_datetime(e.at),
+                "iso": e.at.isoformat(),
+            }
+            for e in app.timeline
+        ],
+    }
+
+
+@pages.get("/takip", response_class=HTMLResponse)
+async def status_page(
+    request: Request,
+    tracking: TrackingDep,
+    number: str | None = None,
+    phone_last4: str | None = None,
+) -> HTMLResponse:
+    """The citizen's status page: a plain form, answered on the server (no JavaScript)."""
+    context: dict[str, Any] = {"number": number or "", "errors": {}, "result": None}
+    code = status.HTTP_200_OK
+    if number or phone_last4:
+        number_key, errors = check_track_query(number or "", phone_last4)
+        if errors:
+            code = status.HTTP_422_UNPROCESSABLE_CONTENT
+            context["errors"] = {e["field"]: e["message"] for e in errors}
+        else:
+            assert phone_last4 is not None
+            try:
+                app = await tracking.track(number_key, phone_last4.strip(), now())
+                context["result"] = _page_view(app)
+            except TooManyAttempts:
+                code = status.HTTP_429_TOO_MANY_REQUESTS
+                context["errors"] = {"form": TOO_MANY_MESSAGE}
+            except NotFound:
+                code = status.HTTP_404_NOT_FOUND
+                context["errors"] = {"form": NOT_FOUND_MESSAGE}
+    response = templates.TemplateResponse(request, "takip.html", context, status_code=code)
+    # The page may show an institution's answer: never keep it in a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
