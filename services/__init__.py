@@ -1,1 +1,1 @@
-"""Açık Kapı: the five services (intake, routing, tracking, notification, reporting) and what they share (common)."""
+"""Açık Kapı: the five services and what they share (common)."""
