@@ -21,7 +21,9 @@ TEST_STACK_ENV := AK_DATA_DIR=$(TEST_DATA) \
 # What lint and format look at.
 PY_SOURCES := services tests $(wildcard deploy/local bench)
 # Strict (pyproject.toml): every service and the test helpers.
-MYPY_TARGETS = services tests/support.py tests/conftest.py tests/e2e/conftest.py
+MYPY_TARGETS = services tests/support.py tests/conftest.py tests/e2e/conftest.py \
+	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
+	tests/unit/test_tracking_handlers.py
 
 .PHONY: help install run stop status test test-unit lint fmt bench bench-cost bench-scale bench-chaos
 

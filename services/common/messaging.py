@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -141,6 +141,14 @@ def make_broker(settings: Settings, service: str) -> KafkaBroker:
 
 
 # --- publishing --------------------------------------------------------------------------------
+
+
+class EventPublisher(Protocol):
+    """What handlers need of a publisher (`Publisher`; unit tests pass a fake)."""
+
+    async def send_all(self, messages: Iterable[Outgoing]) -> None: ...
+
+    async def send(self, topic: str, event: Envelope, key: str | None) -> None: ...
 
 
 @dataclass(frozen=True)

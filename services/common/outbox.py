@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
@@ -77,6 +77,14 @@ class Pending:
     document_id: Any
     token: str
     messages: tuple[Outgoing, ...]
+
+
+class Delivery(Protocol):
+    """What a writer needs of an outbox after its write (`Outbox`; unit tests pass a fake)."""
+
+    async def deliver(
+        self, pending: Iterable[Pending | None], *, clear_later: bool = False
+    ) -> None: ...
 
 
 class Outbox:

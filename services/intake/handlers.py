@@ -51,7 +51,7 @@ from services.intake.domain import (
     numbering_year,
     validate_application,
 )
-from services.intake.store import ApplicationStore
+from services.intake.store import ApplicationRecords
 
 log = logging.getLogger("acikkapi.intake")
 
@@ -197,7 +197,7 @@ class Intake:
     def __init__(
         self,
         *,
-        store: ApplicationStore,
+        store: ApplicationRecords,
         allocator: SequenceAllocator,
         publish: Publish,
         cipher: PiiCipher,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
@@ -25,7 +25,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 from services.common.events import ApplicationType, Channel, Location
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Collection, Database
-from services.common.outbox import Outbox, Pending
+from services.common.outbox import Delivery, Outbox, Pending
 from services.common.pii import PiiCipher
 from services.intake.domain import RegisteredApplication
 
@@ -93,6 +93,30 @@ class GroupCommit:
                     future.set_exception(errors[index])
                 else:
                     future.set_result(None)
+
+
+class OutboxOfIntake(Delivery, Protocol):
+    async def flush(self) -> None: ...
+
+
+class ApplicationRecords(Protocol):
+    """Intake's applications as the use cases see them (`ApplicationStore`; a fake in tests)."""
+
+    @property
+    def outbox(self) -> OutboxOfIntake: ...
+
+    async def insert(
+        self,
+        application: RegisteredApplication,
+        *,
+        tckn: str,
+        mother_maiden_initials: str,
+        messages: Sequence[Outgoing],
+    ) -> Pending | None: ...
+    async def pending(self, application_id: str) -> Pending | None: ...
+    async def get(self, application_id: str) -> RegisteredApplication | None: ...
+    async def find_by_idempotency_key(self, key: str) -> RegisteredApplication | None: ...
+    async def find_by_submission_id(self, submission_id: str) -> RegisteredApplication | None: ...
 
 
 class ApplicationStore:

@@ -40,7 +40,7 @@ from services.common.outbox import Pending as Written
 from services.common.pii import PiiCipher
 from services.routing import domain
 from services.routing.domain import Decision, Pending, Suggestion, TaxonomyRegistry
-from services.routing.store import PENDING, ROUTED, RoutingStore
+from services.routing.store import PENDING, ROUTED, RoutingRecords
 
 PRODUCER = "routing"
 EMAIL_TEMPLATE = "institution_assignment"
@@ -162,7 +162,7 @@ class PendingApplication(BaseModel):
 class Routing:
     def __init__(
         self,
-        store: RoutingStore,
+        store: RoutingRecords,
         deliver: Deliver,
         registry: TaxonomyRegistry,
         cipher: PiiCipher,

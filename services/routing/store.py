@@ -14,7 +14,7 @@ datetime written by `$set` as a string, which would break the queue's order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
@@ -28,6 +28,42 @@ DUPLICATE_KEY = 11000
 
 ROUTED = "routed"
 PENDING = "pending"
+
+
+class RoutingRecords(Protocol):
+    """Routing's records as the use cases see them (`RoutingStore`; a fake in unit tests)."""
+
+    async def get(self, application_id: str) -> dict[str, Any] | None: ...
+    async def seen(self, application_ids: Sequence[str]) -> set[str]: ...
+    async def add(
+        self, decided: Sequence[tuple[dict[str, Any], Sequence[Outgoing]]]
+    ) -> list[Pending]: ...
+    async def claim(
+        self,
+        application_id: str,
+        round_: int,
+        routing: dict[str, Any],
+        *,
+        messages: Sequence[Outgoing],
+    ) -> tuple[bool, Pending | None]: ...
+    async def back_to_pending(
+        self,
+        application_id: str,
+        round_: int,
+        *,
+        pending: dict[str, Any],
+        returns: list[dict[str, Any]],
+        messages: Sequence[Outgoing],
+    ) -> Pending | None: ...
+    async def pending(
+        self,
+        province_code: int | None,
+        limit: int,
+        offset: int,
+        *,
+        district: str | None = None,
+        application_number: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]: ...
 
 
 class RoutingStore:

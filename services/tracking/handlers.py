@@ -23,12 +23,12 @@ from services.common.events import (
     RoutingOutcome,
     Status,
 )
-from services.common.messaging import Outgoing, PermanentError, Publisher
+from services.common.messaging import EventPublisher, Outgoing, PermanentError
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
-from services.tracking.store import ApplicationStore, DueField, NumberTaken, Write
+from services.tracking.store import DueField, NumberTaken, TrackingStore, Write
 
 Deliver = Callable[[Iterable[Pending | None]], Awaitable[None]]
 
@@ -57,8 +57,8 @@ class ConcurrentUpdate(Exception):
 class Tracking:
     def __init__(
         self,
-        store: ApplicationStore,
-        publisher: Publisher,
+        store: TrackingStore,
+        publisher: EventPublisher,
         cipher: PiiCipher,
         settings: Settings,
         *,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -26,7 +26,7 @@ from services.common.application_number import normalize
 from services.common.events import ApplicationType, Channel, Outcome, Status
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Database, Document
-from services.common.outbox import Outbox, Pending
+from services.common.outbox import Delivery, Outbox, Pending
 from services.common.pii import PiiCipher
 from services.tracking.domain import Application, TimelineEntry
 
@@ -143,6 +143,33 @@ class Saved:
 
     pending: list[Pending]
     conflicts: set[str]
+
+
+class TrackingStore(Protocol):
+    """Tracking's records as the use cases see them (`ApplicationStore`; a fake in unit tests)."""
+
+    @property
+    def outbox(self) -> Delivery: ...
+
+    async def get(self, application_id: str) -> Application | None: ...
+    async def by_number(self, number_key: str) -> Application | None: ...
+    async def get_many(self, application_ids: Sequence[str]) -> dict[str, Application]: ...
+    async def save(self, write: Write) -> tuple[bool, Pending | None]: ...
+    async def save_many(self, writes: Sequence[Write]) -> Saved: ...
+    async def list_for_institution(
+        self,
+        institution_code: str,
+        *,
+        status: Status | None,
+        overdue: bool | None,
+        limit: int,
+        cursor: str | None,
+    ) -> list[Application]: ...
+    async def claim_due(
+        self, due: DueField, now: datetime, lease_seconds: float
+    ) -> Application | None: ...
+    async def recent_misses(self, number_key: str, now: datetime) -> int: ...
+    async def record_miss(self, number_key: str, now: datetime) -> None: ...
 
 
 class ApplicationStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -58,7 +59,9 @@ class FakeOutbox:
         self.store = store
         self.bus = bus
 
-    async def deliver(self, pending: list[Pending | None], *, clear_later: bool = False) -> None:
+    async def deliver(
+        self, pending: Iterable[Pending | None], *, clear_later: bool = False
+    ) -> None:
         for item in pending:
             if item is None:
                 continue
@@ -84,12 +87,13 @@ class FakeStore:
 
     async def insert(
         self,
-        app: RegisteredApplication,
+        application: RegisteredApplication,
         *,
         tckn: str,
         mother_maiden_initials: str,
-        messages: list[Outgoing],
+        messages: Sequence[Outgoing],
     ) -> Pending:
+        app = application
         for other in self.apps.values():
             for unique in ("idempotency_key", "submission_id", "application_number"):
                 if getattr(app, unique) is not None and getattr(app, unique) == getattr(
@@ -140,7 +144,7 @@ def clock() -> Clock:
 @pytest.fixture
 def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
     return Intake(
-        store=store,  # type: ignore[arg-type]
+        store=store,
         allocator=SequenceAllocator(FakeCounters(), block_size=50),
         publish=bus.publish,
         cipher=PiiCipher(b"k" * 32),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.common.turkish import turkish_lower, turkish_upper
 from services.intake.domain import (
     ApplicationForm,
     DistrictDirectory,
@@ -22,8 +23,6 @@ from services.intake.domain import (
     check_subject,
     check_tckn,
     check_text,
-    turkish_lower,
-    turkish_upper,
     validate_application,
 )
 from services.intake.handlers import bundled_districts, field_errors

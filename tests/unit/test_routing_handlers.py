@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +16,12 @@ from services.common.business_days import answer_deadline
 from services.common.events import (
     ApplicantContact,
     ApplicationReceived,
-    Envelope,
+    ApplicationType,
+    Channel,
     Status,
     StatusChanged,
 )
-from services.common.messaging import PermanentError
+from services.common.messaging import Outgoing, PermanentError
 from services.common.outbox import Pending as Written
 from services.common.pii import PiiCipher
 from services.routing.domain import UnknownCategory
@@ -48,14 +50,16 @@ class FakeStore:
         doc = self.docs.get(application_id)
         return copy.deepcopy(doc) if doc else None
 
-    async def seen(self, application_ids: list[str]) -> set[str]:
+    async def seen(self, application_ids: Sequence[str]) -> set[str]:
         return {a for a in application_ids if a in self.docs}
 
-    def _stamp(self, doc: dict[str, Any], messages) -> Written | None:
+    def _stamp(self, doc: dict[str, Any], messages: Sequence[Outgoing]) -> Written | None:
         doc.setdefault("outbox", []).extend(messages)
         return Written(doc["_id"], "t", tuple(doc["outbox"])) if doc["outbox"] else None
 
-    async def add(self, decided) -> list[Written]:
+    async def add(
+        self, decided: Sequence[tuple[dict[str, Any], Sequence[Outgoing]]]
+    ) -> list[Written]:
         if self.fail_next_add:
             self.fail_next_add = False
             raise ConnectionError("database went away")
@@ -65,16 +69,31 @@ class FakeStore:
                 continue
             doc = self.docs[document["_id"]] = copy.deepcopy(document)
             written.append(self._stamp(doc, messages))
-        return [w for w in written if w]
+        return [w for w in written if w is not None]
 
-    async def claim(self, application_id: str, round_: int, routing: dict[str, Any], *, messages):
+    async def claim(
+        self,
+        application_id: str,
+        round_: int,
+        routing: dict[str, Any],
+        *,
+        messages: Sequence[Outgoing],
+    ) -> tuple[bool, Written | None]:
         doc = self.docs.get(application_id)
         if not doc or doc["state"] != PENDING or doc["round"] != round_:
             return False, None
         doc.update(state=ROUTED, routing=routing)
         return True, self._stamp(doc, messages)
 
-    async def back_to_pending(self, application_id, round_, *, pending, returns, messages):
+    async def back_to_pending(
+        self,
+        application_id: str,
+        round_: int,
+        *,
+        pending: dict[str, Any],
+        returns: list[dict[str, Any]],
+        messages: Sequence[Outgoing],
+    ) -> Written | None:
         doc = self.docs.get(application_id)
         if not doc or doc["state"] != ROUTED or doc["round"] != round_:
             return None
@@ -86,7 +105,15 @@ class FakeStore:
         )
         return self._stamp(doc, messages)
 
-    async def pending(self, province, limit, offset, *, district=None, application_number=None):
+    async def pending(
+        self,
+        province: int | None,
+        limit: int,
+        offset: int,
+        *,
+        district: str | None = None,
+        application_number: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
         items = [
             d
             for d in self.docs.values()
@@ -104,10 +131,10 @@ class Bus:
 
     def __init__(self, store: FakeStore) -> None:
         self.store = store
-        self.sent: list[tuple[str, Envelope, str]] = []
+        self.sent: list[tuple[str, Any, str | None]] = []
         self.fail = False
 
-    async def __call__(self, written) -> None:
+    async def __call__(self, written: Iterable[Written | None]) -> None:
         batch = [w for w in written if w is not None]
         if self.fail:
             raise ConnectionError("broker went away")
@@ -115,7 +142,7 @@ class Bus:
             self.sent.extend((m.topic, m.event, m.key) for m in w.messages)
             self.store.docs[w.document_id]["outbox"] = []
 
-    def on(self, topic: str) -> list[Envelope]:
+    def on(self, topic: str) -> list[Any]:  # the events, each of its own model
         return [e for t, e, _ in self.sent if t == topic]
 
 
@@ -136,15 +163,15 @@ def cipher() -> PiiCipher:
 
 @pytest.fixture
 def routing(store: FakeStore, bus: Bus, cipher: PiiCipher) -> Routing:
-    return Routing(store, bus, default_registry(), cipher)  # type: ignore[arg-type]
+    return Routing(store, bus, default_registry(), cipher)
 
 
 def received(category: str | None = "ALT-001", district: str = "Merkezefendi", **extra):
     return ApplicationReceived(
         application_id=extra.pop("application_id", str(uuid.uuid4())),
         application_number="20-2026-0000123-4",
-        channel="web",
-        application_type="sikayet",
+        channel=Channel.web,
+        application_type=ApplicationType.sikayet,
         category_code=category,
         province_code=extra.pop("province_code", 20),
         district=district,

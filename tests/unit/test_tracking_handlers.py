@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,8 @@ from services.common.events import (
     ApplicationReceived,
     ApplicationResponse,
     ApplicationRouted,
+    ApplicationType,
+    Channel,
     Envelope,
     Outcome,
     RoutingOutcome,
@@ -27,7 +30,7 @@ from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
 from services.tracking.handlers import MAX_MISSES, NotFound, TooManyAttempts, Tracking
-from services.tracking.store import MISS_WINDOW, Saved, Write
+from services.tracking.store import MISS_WINDOW, DueField, Saved, Write
 
 APP = "app-42"
 NUMBER = "20-2026-0000042-7"
@@ -38,6 +41,8 @@ T0 = datetime(2026, 3, 16, 7, 0, tzinfo=UTC)
 
 class FakeStore:
     """Same contract as ApplicationStore: conditional writes by version."""
+
+    outbox: Bus  # set by the `world` fixture: the bus delivers what the outbox holds
 
     def __init__(self) -> None:
         self.apps: dict[str, domain.Application] = {}
@@ -53,7 +58,7 @@ class FakeStore:
                 return app
         return None
 
-    async def get_many(self, ids: list[str]) -> dict[str, domain.Application]:
+    async def get_many(self, ids: Sequence[str]) -> dict[str, domain.Application]:
         return {i: self.apps[i] for i in ids if i in self.apps}
 
     async def save(self, write: Write) -> tuple[bool, Written | None]:
@@ -70,7 +75,7 @@ class FakeStore:
         pending = Written(state.application_id, "t", messages)
         return True, pending if outbox else None
 
-    async def save_many(self, writes: list[Write]) -> Saved:
+    async def save_many(self, writes: Sequence[Write]) -> Saved:
         pending, conflicts = [], set()
         for write in writes:
             saved, written = await self.save(write)
@@ -80,12 +85,32 @@ class FakeStore:
                 pending.append(written)
         return Saved(pending, conflicts)
 
-    async def claim_due(self, due: str, now: datetime, lease_seconds: float):
+    async def claim_due(
+        self, due: DueField, now: datetime, lease_seconds: float
+    ) -> domain.Application | None:
         for app in self.apps.values():
             when = getattr(app, due)
             if when is not None and when <= now:
                 return app
         return None
+
+    async def list_for_institution(
+        self,
+        institution_code: str,
+        *,
+        status: Status | None,
+        overdue: bool | None,
+        limit: int,
+        cursor: str | None,
+    ) -> list[domain.Application]:
+        found = [
+            app
+            for app in self.apps.values()
+            if app.institution_code == institution_code
+            and status in (None, app.status)
+            and overdue in (None, app.overdue)
+        ]
+        return sorted(found, key=lambda app: app.application_number)[:limit]
 
     async def recent_misses(self, number_key: str, now: datetime) -> int:
         return sum(1 for k, at in self.misses if k == number_key and at > now - MISS_WINDOW)
@@ -105,7 +130,7 @@ class Bus:
     async def send(self, topic: str, event: Envelope, key: str | None) -> None:
         await self.send_all([Outgoing.of(topic, event, key)])
 
-    async def send_all(self, messages) -> None:
+    async def send_all(self, messages: Iterable[Outgoing]) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise KafkaConnectionError("broker went away")
@@ -113,7 +138,9 @@ class Bus:
             event = m.event or StatusChanged.model_validate_json(m.value)
             self.sent.append((m.topic, event, m.key))
 
-    async def deliver(self, written) -> None:
+    async def deliver(
+        self, written: Iterable[Written | None], *, clear_later: bool = False
+    ) -> None:
         for w in [w for w in written if w is not None]:
             await self.send_all(w.messages)
             self.store.apps[w.document_id] = replace(self.store.apps[w.document_id], outbox=())
@@ -132,7 +159,7 @@ def world(cipher: PiiCipher) -> tuple[Tracking, FakeStore, Bus]:
     store = FakeStore()
     bus = store.outbox = Bus(store)
     tracking = Tracking(
-        store,  # type: ignore[arg-type]
+        store,
         bus,
         cipher,
         Settings(public_tracking_url="https://takip.example/takip"),
@@ -145,8 +172,8 @@ def received() -> ApplicationReceived:
     return ApplicationReceived(
         application_id=APP,
         application_number=NUMBER,
-        channel="mobile",
-        application_type="istek",
+        channel=Channel.mobile,
+        application_type=ApplicationType.istek,
         province_code=20,
         district="Pamukkale",
         subject="Park bakımı",
