@@ -8,6 +8,7 @@ as the public contract describes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -127,12 +128,10 @@ class SubmissionRejected(Envelope):
     errors: list[FieldError]
 
 
-class ApplicationReceived(Envelope):
-    """Intake registered and numbered an application."""
+class ApplicationFacts(BaseModel):
+    """What an application is, said once: events, stored documents and HTTP answers take their
+    copy from here (`facts_of`), so a new field is added in this class and nowhere else."""
 
-    EVENT_TYPE: ClassVar[str] = "application.received"
-
-    application_id: str
     application_number: str
     channel: Channel
     application_type: ApplicationType
@@ -142,8 +141,26 @@ class ApplicationReceived(Envelope):
     subject: str
     text: str
     location: Location | None = None
-    applicant: ApplicantContact
     received_at: datetime
+
+
+APPLICATION_FACTS = tuple(ApplicationFacts.model_fields)
+
+
+def facts_of(source: object, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The application's facts as held by any object that has them as attributes."""
+    skip = set(exclude)
+    return {name: getattr(source, name) for name in APPLICATION_FACTS if name not in skip}
+
+
+class ApplicationReceived(ApplicationFacts, Envelope):
+    """Intake registered and numbered an application."""
+
+    EVENT_TYPE: ClassVar[str] = "application.received"
+
+    application_id: str
+    application_number: str  # required here, optional in the envelope
+    applicant: ApplicantContact
     submission_id: str | None = None
 
 
@@ -179,25 +196,17 @@ class ApplicationAwaitingRouting(Envelope):
     reason: str
 
 
-class InstitutionAssignment(Envelope):
+class InstitutionAssignment(ApplicationFacts, Envelope):
     """What an institution reads on its own topic `acikkapi.institution.<CODE>`."""
 
     EVENT_TYPE: ClassVar[str] = "institution.assignment"
 
     application_id: str
-    application_number: str
+    application_number: str  # required here, optional in the envelope
     institution_code: str
-    application_type: ApplicationType
-    channel: Channel
-    category_code: str
+    category_code: str  # routed: always known
     category_name: str
     heading_code: str
-    subject: str
-    text: str
-    province_code: int
-    district: str
-    location: Location | None = None
-    received_at: datetime
     deadline_at: datetime
     applicant: ApplicantContact
 

@@ -1,7 +1,7 @@
 """One bootstrap for every service process: the same parts, built the same way, in one place.
 
 A service's `app.py` creates a `Service`, wires its own store and use cases to the parts, and
-asks `Service.app` for the FastAPI app. The shared lifespan (`create_service_app`) then
+asks `Service.app` for the FastAPI app. The shared lifespan (`Service.app`) then
 connects MongoDB and Kafka (retrying until both answer; /readyz says 503 until then), starts
 the consumers and the background loops, and on shutdown stops, in this order: the loops, the
 consumers (so no handler is mid-way), the service's own shutdown hooks, the MongoDB client.
@@ -58,113 +58,6 @@ class Runtime:
         return {"kafka": bool(kafka_ok), "mongodb": mongo_ok, "consumers": self.started.is_set()}
 
 
-def create_service_app(
-    runtime: Runtime,
-    *,
-    title: str,
-    description: str,
-    routers: Sequence[APIRouter] = (),
-    on_startup: Sequence[Hook] = (),
-    background: Sequence[Hook] = (),
-    on_shutdown: Sequence[Hook] = (),
-) -> FastAPI:
-    """A FastAPI app whose lifespan connects MongoDB and Kafka, retrying until both answer.
-
-    HTTP comes up at once (`/healthz` answers), `/readyz` says 503 until the dependencies do.
-    """
-    settings = runtime.settings
-    configure_logging(runtime.name, settings.log_level)
-
-    async def connect() -> None:
-        delay = 0.5
-        while True:
-            try:
-                for hook in on_startup:
-                    await hook()
-                await runtime.broker.start()
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "waiting for dependencies", extra={"error": f"{type(exc).__name__}: {exc}"}
-                )
-                with contextlib.suppress(Exception):
-                    await runtime.broker.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        runtime.started.set()
-        log.info("service started", extra={"port": settings.port_for(runtime.name)})
-        for loop in background:
-            runtime._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        connector = asyncio.create_task(connect(), name="connect")
-        try:
-            yield
-        finally:
-            connector.cancel()
-            for task in runtime._tasks:
-                task.cancel()
-            for task in [connector, *runtime._tasks]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            # Consumers stop first, so no handler is mid-way when its clients are closed.
-            with contextlib.suppress(Exception):
-                await runtime.broker.stop()
-            for hook in on_shutdown:
-                with contextlib.suppress(Exception):
-                    await hook()
-            await runtime.mongo.close()
-
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
-    app.state.runtime = runtime
-    install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-
-    ops = APIRouter(tags=["işletim"])
-
-    @ops.get("/healthz", summary="Süreç ayakta mı")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": runtime.name}
-
-    @ops.get("/readyz", summary="Kafka ve MongoDB erişilebilir mi")
-    async def readyz() -> JSONResponse:
-        checks = await runtime.ready()
-        ok = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not_ready", "service": runtime.name, "checks": checks},
-            status_code=200 if ok else 503,
-        )
-
-    @ops.get("/metrics", summary="Prometheus ölçümleri")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    @ops.get("/asyncapi", summary="Bu servisin Kafka konuları (AsyncAPI 3.0)")
-    async def asyncapi() -> JSONResponse:
-        # The subscriptions are fixed once the app is built: generate the document once.
-        if not hasattr(app.state, "asyncapi"):
-            app.state.asyncapi = (
-                AsyncAPI(
-                    runtime.broker,
-                    title=f"Açık Kapı — {runtime.name}",
-                    version="1.0.0",
-                    description=description,
-                )
-                .to_specification()
-                .to_jsonable()
-            )
-        return JSONResponse(app.state.asyncapi)
-
-    app.include_router(ops)
-    for router in routers:
-        app.include_router(router)
-    return app
-
-
 def serve(service: str, settings: Settings) -> None:
     """Run a service: `AK_WORKERS` processes share its port (uvicorn's supervisor restarts a
     worker that dies). More processes elsewhere, with their own ports, join the same consumer
@@ -207,15 +100,106 @@ class Service:
         background: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
     ) -> FastAPI:
-        return create_service_app(
-            self.runtime,
-            title=title,
-            description=description,
-            routers=routers,
-            on_startup=on_startup,
-            background=background,
-            on_shutdown=on_shutdown,
-        )
+        """A FastAPI app whose lifespan connects MongoDB and Kafka, retrying until both answer.
+
+        HTTP comes up at once (`/healthz` answers), `/readyz` says 503 until the dependencies do.
+        """
+        runtime = self.runtime
+        settings = runtime.settings
+        configure_logging(runtime.name, settings.log_level)
+
+        async def connect() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    for hook in on_startup:
+                        await hook()
+                    await runtime.broker.start()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "waiting for dependencies", extra={"error": f"{type(exc).__name__}: {exc}"}
+                    )
+                    with contextlib.suppress(Exception):
+                        await runtime.broker.stop()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            runtime.started.set()
+            log.info("service started", extra={"port": settings.port_for(runtime.name)})
+            for loop in background:
+                runtime._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            connector = asyncio.create_task(connect(), name="connect")
+            try:
+                yield
+            finally:
+                connector.cancel()
+                for task in runtime._tasks:
+                    task.cancel()
+                for task in [connector, *runtime._tasks]:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                # Consumers stop first, so no handler is mid-way when its clients are closed.
+                with contextlib.suppress(Exception):
+                    await runtime.broker.stop()
+                for hook in on_shutdown:
+                    with contextlib.suppress(Exception):
+                        await hook()
+                await runtime.mongo.close()
+
+        app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+        app.state.runtime = runtime
+        install_error_handlers(app)
+        app.add_middleware(MetricsMiddleware)
+        app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+        ops = APIRouter(tags=["işletim"])
+
+        @ops.get("/healthz", summary="Süreç ayakta mı")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok", "service": runtime.name}
+
+        @ops.get("/readyz", summary="Kafka ve MongoDB erişilebilir mi")
+        async def readyz() -> JSONResponse:
+            checks = await runtime.ready()
+            ok = all(checks.values())
+            return JSONResponse(
+                {
+                    "status": "ready" if ok else "not_ready",
+                    "service": runtime.name,
+                    "checks": checks,
+                },
+                status_code=200 if ok else 503,
+            )
+
+        @ops.get("/metrics", summary="Prometheus ölçümleri")
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        @ops.get("/asyncapi", summary="Bu servisin Kafka konuları (AsyncAPI 3.0)")
+        async def asyncapi() -> JSONResponse:
+            # The subscriptions are fixed once the app is built: generate the document once.
+            if not hasattr(app.state, "asyncapi"):
+                app.state.asyncapi = (
+                    AsyncAPI(
+                        runtime.broker,
+                        title=f"Açık Kapı — {runtime.name}",
+                        version="1.0.0",
+                        description=description,
+                    )
+                    .to_specification()
+                    .to_jsonable()
+                )
+            return JSONResponse(app.state.asyncapi)
+
+        app.include_router(ops)
+        for router in routers:
+            app.include_router(router)
+        return app
 
 
 def run(name: str) -> None:

@@ -25,7 +25,7 @@ from services.common.auth import (
     require_roles,
 )
 from services.common.backpressure import Admission, Overloaded
-from services.common.events import Channel
+from services.common.events import ApplicationFacts, Channel, facts_of
 from services.common.pii import mask_phone
 from services.intake.handlers import (
     APPLICATIONS,
@@ -249,18 +249,11 @@ async def get_application(
         raise HTTPException(404, "Başvuru bulunamadı.")
     if principal.province is not None and principal.province != app.province_code:
         raise forbidden("Bu ilin başvurularını görme yetkiniz yok.")
+    facts = ApplicationFacts.model_validate(facts_of(app)).model_dump(mode="json")
     return {
         "application_id": app.application_id,
-        "application_number": app.application_number,
+        **facts,
         "received_at": app.received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
-        "channel": app.channel.value,
-        "application_type": app.application_type.value,
-        "category_code": app.category_code,
-        "province_code": app.province_code,
-        "district": app.district,
-        "subject": app.subject,
-        "text": app.text,
-        "location": app.location.model_dump() if app.location else None,
         "applicant": {
             "tckn_masked": app.tckn_masked,
             "first_name": app.first_name,

@@ -38,6 +38,7 @@ from services.common.events import (
     NotificationChannel,
     NotificationRequest,
     SubmissionRejected,
+    facts_of,
 )
 from services.common.messaging import Outgoing, each
 from services.common.outbox import Pending
@@ -129,15 +130,7 @@ def received_events(
         occurred_at=app.received_at,
         producer=PRODUCER,
         application_id=app.application_id,
-        application_number=app.application_number,
-        channel=app.channel,
-        application_type=app.application_type,
-        category_code=app.category_code,
-        province_code=app.province_code,
-        district=app.district,
-        subject=app.subject,
-        text=app.text,
-        location=app.location,
+        **facts_of(app),
         applicant=ApplicantContact(
             tckn_masked=app.tckn_masked,
             first_name=app.first_name,
@@ -145,7 +138,6 @@ def received_events(
             phone=app.phone,
             email=app.email,
         ),
-        received_at=app.received_at,
         submission_id=app.submission_id,
     )
     sms_key = f"{app.application_id}:received:sms"
@@ -252,14 +244,7 @@ class Intake:
             application_id=str(uuid.uuid4()),
             application_number=format_number(form.province_code, year, sequence),
             received_at=received_at,
-            channel=form.channel,
-            application_type=form.application_type,
-            category_code=form.category_code,
-            province_code=form.province_code,
-            district=form.district,
-            subject=form.subject,
-            text=form.text,
-            location=form.location,
+            **facts_of(form, exclude=("application_number", "received_at")),
             tckn_masked=mask_tckn(applicant.tckn),
             first_name=applicant.first_name,
             last_name=applicant.last_name,

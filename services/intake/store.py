@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-from services.common.events import ApplicationType, Channel, Location
+from services.common.events import ApplicationFacts, facts_of
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Collection, Database
 from services.common.outbox import Delivery, Outbox, Pending
@@ -168,16 +168,7 @@ class ApplicationStore:
     ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "_id": app.application_id,
-            "application_number": app.application_number,
-            "received_at": app.received_at,
-            "channel": app.channel.value,
-            "application_type": app.application_type.value,
-            "category_code": app.category_code,
-            "province_code": app.province_code,
-            "district": app.district,
-            "subject": app.subject,
-            "text": app.text,
-            "location": app.location.model_dump() if app.location else None,
+            **ApplicationFacts.model_validate(facts_of(app)).model_dump(),
             "applicant": {
                 "tckn_enc": self._cipher.encrypt(tckn),
                 "tckn_bidx": self._cipher.blind_index(tckn),
@@ -201,18 +192,10 @@ class ApplicationStore:
         if doc is None:
             return None
         applicant = doc["applicant"]
+        facts = ApplicationFacts.model_validate(doc)
         return RegisteredApplication(
             application_id=doc["_id"],
-            application_number=doc["application_number"],
-            received_at=doc["received_at"],
-            channel=Channel(doc["channel"]),
-            application_type=ApplicationType(doc["application_type"]),
-            category_code=doc.get("category_code"),
-            province_code=doc["province_code"],
-            district=doc["district"],
-            subject=doc["subject"],
-            text=doc["text"],
-            location=Location.model_validate(doc["location"]) if doc.get("location") else None,
+            **facts_of(facts),
             tckn_masked=applicant["tckn_masked"],
             first_name=applicant["first_name"],
             last_name=applicant["last_name"],

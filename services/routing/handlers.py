@@ -33,6 +33,7 @@ from services.common.events import (
     NotificationRequest,
     Status,
     StatusChanged,
+    facts_of,
     utcnow,
 )
 from services.common.messaging import Outgoing, PermanentError
@@ -371,20 +372,12 @@ class Routing:
         assignment = InstitutionAssignment(
             event_id=event_id(app_id, round_, "assignment"),
             application_id=app_id,
-            application_number=app.application_number,
             producer=PRODUCER,
+            **facts_of(app, exclude=("category_code",)),
             institution_code=decision.institution_code,
-            application_type=app.application_type,
-            channel=app.channel,
             category_code=decision.category_code,
             category_name=decision.category_name,
             heading_code=decision.heading_code,
-            subject=app.subject,
-            text=app.text,
-            province_code=app.province_code,
-            district=app.district,
-            location=app.location,
-            received_at=app.received_at,
             deadline_at=routing.deadline_at,
             applicant=app.applicant,
         )

@@ -154,18 +154,8 @@ class InstitutionApplicationDetail(InstitutionApplication):
 
 
 def _item(app: domain.Application) -> InstitutionApplication:
-    return InstitutionApplication(
-        application_id=app.application_id,
-        application_number=app.application_number,
-        application_type=app.application_type,
-        category_code=app.category_code,
-        subject=app.subject,
-        district=app.district,
-        status=app.status,
-        received_at=app.received_at,
-        deadline_at=app.deadline_at,
-        overdue=app.overdue,
-    )
+    # The record's fields by the answer's own names (the answer says which it shows).
+    return InstitutionApplication.model_validate(app, from_attributes=True)
 
 
 def _not_found() -> HTTPException:
