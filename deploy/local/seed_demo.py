@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import sys
@@ -147,215 +148,24 @@ def parse_taxonomy(document: Any) -> Taxonomy:
     return Taxonomy(categories, list(institutions))
 
 
-DENIZLI_DISTRICTS: dict[str, int] = {
-    # Weighted by population: the two central districts send most applications.
-    "Merkezefendi": 30,
-    "Pamukkale": 28,
-    "Çivril": 6,
-    "Acıpayam": 5,
-    "Tavas": 5,
-    "Honaz": 4,
-    "Sarayköy": 3,
-    "Buldan": 3,
-    "Çal": 2,
-    "Kale": 2,
-    "Çardak": 1,
-    "Bozkurt": 2,
-    "Serinhisar": 2,
-    "Güney": 2,
-    "Çameli": 1,
-    "Bekilli": 1,
-    "Baklan": 1,
-    "Babadağ": 1,
-    "Beyağaç": 1,
-}
-NEIGHBOURHOODS: dict[str, list[str]] = {
-    "Merkezefendi": ["Sırakapılar", "Bahçelievler", "Sümer", "Servergazi", "Gerzele", "Akkonak"],
-    "Pamukkale": ["Kınıklı", "Zafer", "Bağbaşı", "Çamlık", "Karşıyaka", "Hacıkaplanlar"],
-}
-COMMON_NEIGHBOURHOODS = ["Cumhuriyet", "Yeni", "Atatürk", "Hürriyet", "Gazi", "Fatih", "Yunus Emre"]
-CHANNELS: dict[str, int] = {"web": 42, "edevlet": 28, "mobile": 20, "counter": 10}
-TYPES: dict[str, int] = {
-    "sikayet": 40,
-    "istek": 35,
-    "bilgi_edinme": 10,
-    "oneri": 7,
-    "ihbar": 5,
-    "tesekkur": 3,
-}
-HEADING_WEIGHTS: dict[str, int] = {
-    "BEL": 18,
-    "ALT": 12,
-    "ULS": 12,
-    "SOS": 8,
-    "ENR": 7,
-    "IMR": 6,
-    "EGT": 6,
-    "SAG": 6,
-    "GUV": 5,
-    "CEV": 5,
-    "VRG": 3,
-    "CAL": 3,
-    "NUF": 3,
-    "TAR": 3,
-    "GSP": 1,
-    "DIN": 1,
-    "AFT": 1,
-}
-FIRST_NAMES = (
-    "Ayşe Fatma Emine Hatice Zeynep Elif Merve Büşra Esra Özlem Songül Gülşen Şule Derya "
-    "Mehmet Mustafa Ahmet Ali Hüseyin Hasan İbrahim İsmail Osman Yusuf Murat Ömer Ramazan "
-    "Emre Burak Serkan Çağlar Gökhan Erdoğan Kübra Tuğba Seda Nazlı Oğuz Uğur Barış"
-).split()
-LAST_NAMES = (
-    "Yılmaz Kaya Demir Şahin Çelik Yıldız Yıldırım Öztürk Aydın Özdemir Arslan Doğan Kılıç "
-    "Aslan Çetin Kara Koç Kurt Özkan Şimşek Polat Korkmaz Karaca Tekin Ünal Güneş Acar "
-    "Bozkurt Erdem Uçar Gündoğdu Akbulut Tosun Sarıkaya Özer Çakır Bulut Taş"
-).split()
-INITIAL_LETTERS = "ABCDEFGHKLMNOPRSTUVYZ"
-
-DETAILS: dict[str, list[str]] = {
-    "ALT": [
-        "Sokağımızda sık sık su kesintisi oluyor ve önceden duyuru yapılmıyor.",
-        "Arızalı boru hattı nedeniyle günlerdir yola su akıyor.",
-        "Kanalizasyon kokusu evlerimize kadar geliyor.",
-    ],
-    "ULS": [
-        "Yolda derin çukurlar oluştu, araçlarımız zarar görüyor.",
-        "Otobüsler saatinde gelmiyor, durakta uzun süre bekliyoruz.",
-        "Kavşaktaki trafik ışıkları bir haftadır çalışmıyor.",
-    ],
-    "EGT": [
-        "Okulun çatısı akıyor ve sınıflarda ısınma yetersiz.",
-        "Çocuğumuzun sınıfına dönem başından beri öğretmen verilmedi.",
-        "Okul servisi öğrencileri her gün geç bırakıyor.",
-    ],
-    "SAG": [
-        "Hastaneden randevu alabilmek için haftalarca beklemek zorunda kalıyoruz.",
-        "Acil serviste saatlerce bekletildik.",
-        "Aile hekimimize telefonla ulaşmak mümkün olmuyor.",
-    ],
-    "SOS": [
-        "Eşim çalışamıyor ve ailemizin geçimi zorlaştı.",
-        "Kış için yakacak yardımına ihtiyacımız var.",
-        "Yaşlı annemin bakımı için destek arıyoruz.",
-    ],
-    "GUV": [
-        "Gece geç saatlere kadar yüksek sesle müzik çalınıyor.",
-        "Sokakta park halindeki araçlara zarar veriliyor.",
-        "Motosikletlerin egzoz sesi yüzünden geceleri uyuyamıyoruz.",
-    ],
-    "CEV": [
-        "Yakındaki tesisten çıkan duman ve koku nefes almayı zorlaştırıyor.",
-        "Dere kenarına moloz ve atık dökülüyor.",
-        "Ormanlık alanda izinsiz ağaç kesildiğini gördüm.",
-    ],
-    "TAR": [
-        "Tarımsal destek ödememiz henüz hesabımıza yatmadı.",
-        "Köyümüzdeki hayvanlarda hastalık belirtileri görülüyor.",
-        "Sulama kanalı tıkandığı için tarlalarımıza su ulaşmıyor.",
-    ],
-    "BEL": [
-        "Çöpler günlerdir toplanmıyor ve çevreye koku yayılıyor.",
-        "Parktaki oyun grupları kırık ve çocuklar için tehlikeli.",
-        "Sahipsiz köpekler sabahları okula giden çocukları korkutuyor.",
-    ],
-    "IMR": [
-        "Komşu parselde ruhsatsız inşaat yapılıyor.",
-        "İmar planındaki değişiklik hakkında bilgi alamadık.",
-        "Metruk bina çevredeki evler için tehlike oluşturuyor.",
-    ],
-    "ENR": [
-        "Mahallemizde sık sık elektrik kesintisi yaşanıyor.",
-        "Sokak lambaları haftalardır yanmıyor.",
-        "Doğal gaz bağlantımız için aylardır bekliyoruz.",
-    ],
-    "CAL": [
-        "SGK kayıtlarımda eksik görünen hizmet günleri var.",
-        "İŞKUR üzerinden yaptığım başvuruya dönüş alamadım.",
-        "İşverenim sigorta primlerimi eksik yatırıyor.",
-    ],
-    "VRG": [
-        "Aldığım ürün ayıplı çıktı, satıcı değişim yapmıyor.",
-        "Raftaki fiyat etiketleri ile kasadaki fiyatlar farklı.",
-        "Emlak vergisi borcumun hesaplanmasında hata olduğunu düşünüyorum.",
-    ],
-    "NUF": [
-        "Tapu işlemim için uygun bir randevu bulamıyorum.",
-        "Kimlik kartı başvurum uzun süredir sonuçlanmadı.",
-        "Adres kaydımın güncellenmesinde sorun yaşıyorum.",
-    ],
-    "DIN": [
-        "Mahalle camiinin şadırvanı ve tuvaletleri bakımsız.",
-        "Kur'an kursu kayıtları hakkında bilgi alamadık.",
-        "Cami hoparlörünün sesi çok yüksek ayarlanmış.",
-    ],
-    "GSP": [
-        "Mahallemizdeki spor sahası bakımsız kaldı.",
-        "Gençlik merkezindeki kursların kontenjanı yetersiz.",
-        "Yurt başvurumun sonucu hakkında bilgi alamadım.",
-    ],
-    "AFT": [
-        "Son yağışlarda evimizin bodrum katını su bastı.",
-        "Depremden sonra binamızın duvarlarında çatlaklar oluştu.",
-        "Orman yangını riskine karşı önlem alınmasını istiyoruz.",
-    ],
-}
-GENERIC_DETAILS = ["Konu uzun süredir çözülemedi.", "Daha önce sözlü olarak da bildirmiştik."]
-DURATIONS = ["iki gündür", "bir haftadır", "yaklaşık bir aydır", "üç aydır", "uzun süredir"]
-SUBJECTS: dict[str, list[str]] = {
-    "istek": ["{konu} hakkında talep", "{konu} konusunda destek talebi"],
-    "sikayet": ["{konu} hakkında şikâyet", "{konu} sorunu"],
-    "oneri": ["{konu} için öneri"],
-    "bilgi_edinme": ["{konu} hakkında bilgi edinme başvurusu"],
-    "ihbar": ["{konu} hakkında ihbar"],
-    "tesekkur": ["{konu} için teşekkür"],
-}
-TEXTS: dict[str, str] = {
-    "istek": (
-        "{ilce} ilçesi {mahalle} Mahallesi'nde oturuyorum. {detay} {konu_k} konusunda "
-        "gereğinin yapılmasını arz ederim."
-    ),
-    "sikayet": (
-        "{mahalle} Mahallesi ({ilce}) sakini olarak {konu_k} konusundaki sorunumuzu bildirmek "
-        "istiyorum. {detay} Bu durum {sure} devam ediyor. Gereğinin yapılmasını rica ederim."
-    ),
-    "oneri": (
-        "{ilce} ilçesinde {konu_k} konusunda bir önerim var. {detay} Bu konuda mahalle "
-        "sakinlerinin görüşü alınarak kalıcı bir çözüm planlanmasını öneriyorum."
-    ),
-    "bilgi_edinme": (
-        "4982 sayılı Bilgi Edinme Hakkı Kanunu kapsamında, {ilce} ilçesinde {konu_k} konusunda "
-        "yapılan çalışmalar ve planlanan takvim hakkında bilgi verilmesini rica ederim."
-    ),
-    "ihbar": (
-        "{ilce} ilçesi {mahalle} Mahallesi'nde {konu_k} ile ilgili bir durumu bildirmek "
-        "istiyorum. {detay} Gerekli denetimin yapılmasını rica ederim."
-    ),
-    "tesekkur": (
-        "{ilce} ilçesi {mahalle} Mahallesi'nde {konu_k} konusunda yaşadığımız sorun kısa sürede "
-        "çözüldü. İlgilenen tüm personele teşekkür ederim."
-    ),
-}
-ANSWERS: dict[str, list[str]] = {
-    "olumlu": [
-        "Başvurunuz incelenmiş olup talebiniz doğrultusunda gerekli çalışma yapılmıştır. "
-        "Bilgilerinize sunarız.",
-        "Başvurunuzda belirtilen sorun ekiplerimizce yerinde tespit edilerek giderilmiştir.",
-    ],
-    "olumsuz": [
-        "Başvurunuz incelenmiştir. İlgili mevzuat gereği talebinizin karşılanması mümkün "
-        "görülmemiştir. Bilgilerinize sunarız.",
-        "Yapılan inceleme sonucunda başvurunuzda belirtilen hususta kurumumuzca yapılacak bir "
-        "işlem bulunmadığı anlaşılmıştır.",
-    ],
-    "kismen_olumlu": [
-        "Başvurunuz incelenmiş olup talebinizin bir kısmı karşılanmıştır; kalan kısmı bütçe "
-        "imkânları ölçüsünde gelecek yılın programına alınmıştır.",
-        "Başvurunuzda belirtilen sorunun acil kısmı giderilmiş, kalıcı çözüm için gerekli "
-        "proje çalışması başlatılmıştır.",
-    ],
-}
+# The demo's sample data (districts and their weights, names, texts, answers), in Turkish:
+# deploy/local/data/demo_samples.json.
+SAMPLES = json.loads((Path(__file__).with_name("data") / "demo_samples.json").read_text("utf-8"))
+DENIZLI_DISTRICTS = SAMPLES["denizli_districts"]
+NEIGHBOURHOODS = SAMPLES["neighbourhoods"]
+COMMON_NEIGHBOURHOODS = SAMPLES["common_neighbourhoods"]
+CHANNELS = SAMPLES["channels"]
+TYPES = SAMPLES["types"]
+HEADING_WEIGHTS = SAMPLES["heading_weights"]
+FIRST_NAMES = SAMPLES["first_names"]
+LAST_NAMES = SAMPLES["last_names"]
+INITIAL_LETTERS = SAMPLES["initial_letters"]
+DETAILS = SAMPLES["details"]
+GENERIC_DETAILS = SAMPLES["generic_details"]
+DURATIONS = SAMPLES["durations"]
+SUBJECTS = SAMPLES["subjects"]
+TEXTS = SAMPLES["texts"]
+ANSWERS = SAMPLES["answers"]
 
 
 def _weighted(rng: random.Random, weights: Mapping[str, int]) -> str:
