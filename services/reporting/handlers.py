@@ -54,18 +54,6 @@ class Reporting:
         """Deadline warnings, misses or escalations: a miss marks the application overdue."""
         await self._apply([(e.application_id, patch_for_deadline(e)) for e in events])
 
-    async def application_received(self, event: ApplicationReceived) -> None:
-        await self.applications_received([event])
-
-    async def application_routed(self, event: RoutingOutcome) -> None:
-        await self.applications_routed([event])
-
-    async def status_changed(self, event: StatusChanged) -> None:
-        await self.statuses_changed([event])
-
-    async def deadline_event(self, event: DeadlineEvent) -> None:
-        await self.deadline_events([event])
-
     async def summary(
         self, province_code: int | None, period: Period, now: datetime | None = None
     ) -> dict[str, Any]:

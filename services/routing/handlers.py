@@ -191,9 +191,6 @@ class Routing:
         if decided:
             await self._deliver(await self._store.add(decided))
 
-    async def application_received(self, event: ApplicationReceived) -> None:
-        await self.applications_received([event])
-
     def _decide_on_arrival(
         self, event: ApplicationReceived, now: datetime
     ) -> tuple[dict[str, Any], list[Outgoing]]:

@@ -95,12 +95,6 @@ class Tracking:
             ]
         )
 
-    async def on_received(self, event: ApplicationReceived) -> None:
-        await self.on_received_batch([event])
-
-    async def on_routed(self, outcome: RoutingOutcome) -> None:
-        await self.on_routed_batch([outcome])
-
     async def on_responses(self, events: list[ApplicationResponse]) -> None:
         """Institutions answered: only the institution an application is assigned to may."""
         for event in events:

@@ -193,7 +193,7 @@ class TestArrival:
         self, routing: Routing, store: FakeStore, bus: Bus
     ):
         event = received()
-        await routing.application_received(event)
+        await routing.applications_received([event])
 
         app_id = event.application_id
         assert [(t, k) for t, _, k in bus.sent] == [
@@ -229,8 +229,8 @@ class TestArrival:
 
     async def test_redelivery_announces_nothing_new(self, routing: Routing, bus: Bus):
         event = received()
-        await routing.application_received(event)
-        await routing.application_received(event)
+        await routing.applications_received([event])
+        await routing.applications_received([event])
         assert len(bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")) == 1
 
     async def test_a_failed_write_announces_nothing_and_the_retry_announces_once(
@@ -239,9 +239,9 @@ class TestArrival:
         event = received()
         store.fail_next_add = True
         with pytest.raises(ConnectionError):
-            await routing.application_received(event)
+            await routing.applications_received([event])
         assert bus.sent == []
-        await routing.application_received(event)
+        await routing.applications_received([event])
         (assignment,) = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
         assert assignment.event_id == event_id(event.application_id, 0, "assignment")
         assert store.docs[event.application_id]["state"] == ROUTED
@@ -261,7 +261,7 @@ class TestArrival:
         event = received()
         bus.fail = True
         with pytest.raises(ConnectionError):
-            await routing.application_received(event)
+            await routing.applications_received([event])
         doc = store.docs[event.application_id]
         assert doc["state"] == ROUTED and len(doc["outbox"]) == 3  # for the relay
 
@@ -269,7 +269,7 @@ class TestArrival:
         self, routing: Routing, store: FakeStore, bus: Bus
     ):
         event = received(category=None)
-        await routing.application_received(event)
+        await routing.applications_received([event])
         (waiting,) = bus.on(topics.ROUTED)
         assert waiting.event_type == "application.awaiting_routing"
         assert "kategori belirtilmemiş" in waiting.reason
@@ -283,7 +283,7 @@ class TestArrival:
         event = received()
         event.received_at = event.received_at.replace(tzinfo=None)
         with pytest.raises(PermanentError):
-            await routing.application_received(event)
+            await routing.applications_received([event])
 
 
 class TestOfficer:
@@ -291,7 +291,7 @@ class TestOfficer:
         self, routing: Routing, bus: Bus
     ):
         event = received(category=None, district="Pamukkale")
-        await routing.application_received(event)
+        await routing.applications_received([event])
         record = await routing.route_by_officer(event.application_id, "NUF-012", officer)
         assert record.institution_code == "PAMUKKALE-KYM"
         assert (record.routed_by, record.officer) == ("officer", "memur.ali")
@@ -304,7 +304,7 @@ class TestOfficer:
 
     async def test_refusals(self, routing: Routing):
         event = received(category=None)
-        await routing.application_received(event)
+        await routing.applications_received([event])
         with pytest.raises(NotFound):
             await routing.route_by_officer("nope", "ALT-001", officer)
         with pytest.raises(UnknownCategory):
@@ -320,7 +320,7 @@ class TestOfficer:
         self, routing: Routing, store: FakeStore, bus: Bus
     ):
         event = received(category=None)
-        await routing.application_received(event)
+        await routing.applications_received([event])
         bus.fail = True
         record = await routing.route_by_officer(event.application_id, "ALT-001", officer)
         doc = store.docs[event.application_id]
@@ -330,9 +330,9 @@ class TestOfficer:
             await routing.route_by_officer(event.application_id, "ALT-002", officer)
 
     async def test_queue_is_limited_to_the_officers_province(self, routing: Routing):
-        await routing.application_received(received(category=None))
-        await routing.application_received(
-            received(category=None, province_code=35, district="Bornova")
+        await routing.applications_received([received(category=None)])
+        await routing.applications_received(
+            [received(category=None, province_code=35, district="Bornova")]
         )
         assert (await routing.pending(officer, 50, 0))[1] == 1
         everywhere = Principal(subject="admin", role=Role.admin, province=20)
@@ -357,10 +357,10 @@ class TestReturn:
         self, routing: Routing, store: FakeStore, bus: Bus
     ):
         event = received()
-        await routing.application_received(event)
+        await routing.applications_received([event])
         back = returned(event, datetime.now(UTC) + timedelta(seconds=1))
-        await routing.status_changed(back)
-        await routing.status_changed(back)  # a redelivery
+        await routing.statuses_changed([back])
+        await routing.statuses_changed([back])  # a redelivery
 
         doc = store.docs[event.application_id]
         assert (doc["state"], doc["round"]) == (PENDING, 1)
@@ -381,12 +381,12 @@ class TestReturn:
 
     async def test_stale_or_foreign_returns_are_ignored(self, routing: Routing, store: FakeStore):
         event = received()
-        await routing.application_received(event)
-        await routing.status_changed(returned(event, datetime(2020, 1, 1, tzinfo=UTC)))
+        await routing.applications_received([event])
+        await routing.statuses_changed([returned(event, datetime(2020, 1, 1, tzinfo=UTC))])
         later = datetime.now(UTC) + timedelta(seconds=1)
-        await routing.status_changed(returned(event, later, institution="DENIZLI-BB"))
-        await routing.status_changed(
-            returned(event, later).model_copy(update={"status": Status.opened})
+        await routing.statuses_changed([returned(event, later, institution="DENIZLI-BB")])
+        await routing.statuses_changed(
+            [returned(event, later).model_copy(update={"status": Status.opened})]
         )
         assert store.docs[event.application_id]["state"] == ROUTED
-        await routing.status_changed(returned(received(), later))  # never seen here
+        await routing.statuses_changed([returned(received(), later)])  # never seen here

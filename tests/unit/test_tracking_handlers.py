@@ -207,7 +207,7 @@ def response(institution: str = "PAMUKKALE-BLD") -> ApplicationResponse:
 
 async def test_the_phone_is_kept_sealed_and_only_a_salted_index_of_its_last_digits(world, cipher):
     tracking, store, _ = world
-    await tracking.on_received(received())
+    await tracking.on_received_batch([received()])
     app = store.apps[APP]
     assert app.phone_enc is not None and PHONE not in app.phone_enc
     assert cipher.decrypt(app.phone_enc) == PHONE
@@ -218,21 +218,21 @@ async def test_the_phone_is_kept_sealed_and_only_a_salted_index_of_its_last_digi
 
 async def test_one_write_per_event(world):
     tracking, store, _ = world
-    await tracking.on_received(received())
-    await tracking.on_routed(RoutingOutcome(routed()))
+    await tracking.on_received_batch([received()])
+    await tracking.on_routed_batch([RoutingOutcome(routed())])
     assert store.writes == 2
 
 
 async def test_a_crash_between_write_and_publish_leaves_the_events_in_the_outbox(world):
     tracking, store, bus = world
-    await tracking.on_received(received())
+    await tracking.on_received_batch([received()])
     event = RoutingOutcome(routed())
     bus.fail_next = 1
     with pytest.raises(KafkaConnectionError):
-        await tracking.on_routed(event)
+        await tracking.on_routed_batch([event])
     assert store.apps[APP].status is Status.routed  # written with its events, not announced
     assert bus.on(topics.STATUS)[-1].status is Status.received
-    await tracking.on_routed(event)  # Kafka delivers it again: nothing new is decided
+    await tracking.on_routed_batch([event])  # Kafka delivers it again: nothing new is decided
     assert bus.on(topics.STATUS)[-1].status is Status.received
     (entry,) = store.apps[APP].outbox
     await bus.deliver([Written(APP, "t", (decode(entry),))])  # what the relay does
@@ -251,8 +251,8 @@ async def test_a_batch_is_folded_per_application_and_written_once(world):
 
 async def test_the_answer_goes_to_the_applicants_phone(world):
     tracking, _, bus = world
-    await tracking.on_received(received())
-    await tracking.on_routed(RoutingOutcome(routed()))
+    await tracking.on_received_batch([received()])
+    await tracking.on_routed_batch([RoutingOutcome(routed())])
     await tracking.on_response(response())
     (sms,) = bus.on(topics.NOTIFICATION_REQUESTS)
     assert sms.to == PHONE and sms.idempotency_key == f"{APP}:answered:sms"
@@ -262,8 +262,8 @@ async def test_the_answer_goes_to_the_applicants_phone(world):
 
 async def test_a_response_from_another_institution_is_dead_lettered(world):
     tracking, store, _ = world
-    await tracking.on_received(received())
-    await tracking.on_routed(RoutingOutcome(routed()))
+    await tracking.on_received_batch([received()])
+    await tracking.on_routed_batch([RoutingOutcome(routed())])
     with pytest.raises(PermanentError, match="assigned to PAMUKKALE-BLD, not to MEB"):
         await tracking.on_response(response("MEB"))
     assert store.apps[APP].status is Status.routed
@@ -271,14 +271,14 @@ async def test_a_response_from_another_institution_is_dead_lettered(world):
 
 async def test_a_response_for_an_unrouted_application_waits_then_gives_up(world):
     tracking, _, _ = world
-    await tracking.on_received(received())
+    await tracking.on_received_batch([received()])
     with pytest.raises(PermanentError, match="not been routed"):
         await tracking.on_response(response())
 
 
 async def test_the_look_up_needs_the_right_digits_and_locks_after_repeated_misses(world):
     tracking, _, _ = world
-    await tracking.on_received(received())
+    await tracking.on_received_batch([received()])
     assert (await tracking.track(NUMBER_KEY, "4567", T0)).application_id == APP
     with pytest.raises(NotFound):
         await tracking.track(NUMBER_KEY, "0000", T0)
@@ -304,8 +304,8 @@ async def test_unknown_numbers_lock_the_same_way_so_nothing_tells_them_apart(wor
 
 async def test_the_watcher_flags_a_missed_deadline_and_publishes_it(world):
     tracking, store, bus = world
-    await tracking.on_received(received())
-    await tracking.on_routed(RoutingOutcome(routed()))
+    await tracking.on_received_batch([received()])
+    await tracking.on_routed_batch([RoutingOutcome(routed())])
     deadline = store.apps[APP].deadline_at
     assert deadline is not None
     assert await tracking.check_deadlines(deadline + timedelta(minutes=1)) == 1
@@ -318,8 +318,8 @@ async def test_the_watcher_flags_a_missed_deadline_and_publishes_it(world):
 
 async def test_returning_refuses_another_institution(world):
     tracking, _, _ = world
-    await tracking.on_received(received())
-    await tracking.on_routed(RoutingOutcome(routed()))
+    await tracking.on_received_batch([received()])
+    await tracking.on_routed_batch([RoutingOutcome(routed())])
     with pytest.raises(NotFound):
         await tracking.return_application("MEB", APP, reason="bizim değil", now=T0)
     back = await tracking.return_application("PAMUKKALE-BLD", APP, reason="bizim değil", now=T0)
