@@ -41,6 +41,7 @@ except ImportError:  # run from a plain checkout
 
 from services.common.auth import Role, issue_token
 from services.common.settings import Settings, get_settings
+from services.routing.domain import PublicTaxonomy
 
 # Denizli Valiliği's published figures: every application answered, in these proportions.
 DENIZLI_OUTCOMES: dict[str, int] = {"olumlu": 263, "olumsuz": 123, "kismen_olumlu": 245}
@@ -114,38 +115,20 @@ class Taxonomy:
 
 
 def parse_taxonomy(document: Any) -> Taxonomy:
-    """Categories under `headings[].categories[]`, and every institution code the document names
-    (a list of its own, or the responsible institution inside each category)."""
-    categories: list[Category] = []
-    institutions: dict[str, None] = {}
-
-    def collect_institutions(node: Any) -> None:
-        if isinstance(node, Mapping):
-            code = node.get("code") or node.get("institution_code")
-            if isinstance(code, str) and "kind" in node and "categories" not in node:
-                institutions[code] = None
-            inline = node.get("institution_code")
-            if isinstance(inline, str):
-                institutions[inline] = None
-            for value in node.values():
-                collect_institutions(value)
-        elif isinstance(node, list):
-            for item in node:
-                collect_institutions(item)
-
-    headings = document.get("headings", []) if isinstance(document, Mapping) else document
-    for heading in headings or []:
-        for category in heading.get("categories", []):
-            categories.append(
-                Category(
-                    code=str(category["code"]),
-                    name=str(category.get("name") or category["code"]),
-                    heading_code=str(heading.get("code", "")),
-                    heading_name=str(heading.get("name", "")),
-                )
-            )
-    collect_institutions(document)
-    return Taxonomy(categories, list(institutions))
+    """The categories and institution codes of routing's public taxonomy, read through routing's
+    own model of it (a change there fails here, not silently in the demo)."""
+    public = PublicTaxonomy.model_validate(document)
+    categories = [
+        Category(
+            code=category.code,
+            name=category.name,
+            heading_code=heading.code,
+            heading_name=heading.name,
+        )
+        for heading in public.headings
+        for category in heading.categories
+    ]
+    return Taxonomy(categories, [institution.code for institution in public.institutions])
 
 
 # The demo's sample data (districts and their weights, names, texts, answers), in Turkish:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -13,7 +13,7 @@ from services.common.errors import field_error
 from services.common.messaging import TRANSIENT_ERRORS
 from services.common.settings import Settings
 from services.routing import domain
-from services.routing.domain import Suggestion, Taxonomy, TaxonomyRegistry
+from services.routing.domain import PublicTaxonomy, Suggestion, Taxonomy, TaxonomyRegistry
 from services.routing.handlers import (
     AlreadyRouted,
     NotFound,
@@ -81,7 +81,7 @@ def _district(taxonomy: Taxonomy, name: str | None) -> str | None:
 
 def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["yönlendirme"])
-    views: dict[tuple[int, str | None], dict[str, Any]] = {}
+    views: dict[tuple[int, str | None], PublicTaxonomy] = {}
 
     @router.get(
         "/api/v1/taxonomy",
@@ -95,7 +95,7 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
     async def taxonomy(
         province_code: Annotated[int | None, Query(ge=1, le=81)] = None,
         district: Annotated[str | None, Query(max_length=100)] = None,
-    ) -> dict[str, Any]:
+    ) -> PublicTaxonomy:
         chosen = _taxonomy(registry, province_code or settings.default_province_code)
         where = _district(chosen, district)
         key = (chosen.province_code, where)

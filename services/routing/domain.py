@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 
@@ -298,7 +298,7 @@ class Taxonomy(BaseModel):
             )
         return out
 
-    def public_view(self, district: str | None = None) -> dict[str, Any]:
+    def public_view(self, district: str | None = None) -> PublicTaxonomy:
         """The taxonomy as citizens and institutions read it: who answers what, where.
 
         Without a district, district-scope categories list their institution for every
@@ -309,37 +309,81 @@ class Taxonomy(BaseModel):
         for heading in self.headings:
             categories = []
             for category in heading.categories:
-                entry: dict[str, Any] = {
-                    "code": category.code,
-                    "name": category.name,
-                    "handler": category.handler.model_dump(mode="json"),
-                    "institution": _brief(self.resolve_institution(category, where)),
-                }
+                by_district = None
                 if category.handler.scope is Scope.district and where is None:
-                    entry["by_district"] = {
+                    by_district = {
                         d: self.resolve_institution(category, d).code for d in self.districts
                     }
-                categories.append(entry)
-            headings.append({"code": heading.code, "name": heading.name, "categories": categories})
-        return {
-            "province_code": self.province_code,
-            "province": self.province,
-            "districts": list(self.districts),
-            "district": where,
-            "headings": headings,
-            "institutions": [
-                {"code": i.code, "name": i.name, "kind": i.kind.value, "district": i.district}
+                categories.append(
+                    PublicCategory(
+                        code=category.code,
+                        name=category.name,
+                        handler=category.handler,
+                        institution=_brief(self.resolve_institution(category, where)),
+                        by_district=by_district,
+                    )
+                )
+            headings.append(
+                PublicHeading(code=heading.code, name=heading.name, categories=categories)
+            )
+        return PublicTaxonomy(
+            province_code=self.province_code,
+            province=self.province,
+            districts=list(self.districts),
+            district=where,
+            headings=headings,
+            institutions=[
+                PublicInstitution(code=i.code, name=i.name, kind=i.kind, district=i.district)
                 for i in self.institutions
             ],
-        }
+        )
 
 
 def _place(district: str | None) -> str:
     return district if district is not None else "the province"
 
 
-def _brief(institution: Institution) -> dict[str, str]:
-    return {"code": institution.code, "name": institution.name, "kind": institution.kind.value}
+def _brief(institution: Institution) -> InstitutionBrief:
+    return InstitutionBrief(code=institution.code, name=institution.name, kind=institution.kind)
+
+
+# --- The taxonomy as the public reads it (GET /api/v1/taxonomy) -----------------------------
+
+
+class InstitutionBrief(BaseModel):
+    code: str
+    name: str
+    kind: InstitutionKind
+
+
+class PublicInstitution(InstitutionBrief):
+    district: str | None = None
+
+
+class PublicCategory(BaseModel):
+    code: str
+    name: str
+    handler: Handler
+    institution: InstitutionBrief
+    # District-scope categories without a chosen district: the institution of every district.
+    by_district: dict[str, str] | None = None
+
+
+class PublicHeading(BaseModel):
+    code: str
+    name: str
+    categories: list[PublicCategory]
+
+
+class PublicTaxonomy(BaseModel):
+    """Who answers what, where: what routing publishes and the demo loader reads."""
+
+    province_code: int
+    province: str
+    districts: list[str]
+    district: str | None = None
+    headings: list[PublicHeading]
+    institutions: list[PublicInstitution]
 
 
 class TaxonomyRegistry:

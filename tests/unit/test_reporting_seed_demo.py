@@ -75,7 +75,7 @@ def test_idempotency_keys():
 def _denizli_taxonomy_view() -> dict[str, Any]:
     from services.routing.taxonomy import default_registry
 
-    return default_registry().for_province(20).public_view()
+    return default_registry().for_province(20).public_view().model_dump(mode="json")
 
 
 def test_the_real_taxonomy_view_parses():
@@ -122,7 +122,11 @@ class FakeServices:
         self.apps: dict[str, dict[str, Any]] = {}
         self.responses = 0
         self.conflicts = 0
+        # Routing's public view (services.routing.domain.PublicTaxonomy), cut to two categories.
         self.taxonomy = {
+            "province_code": 20,
+            "province": "Denizli",
+            "districts": ["Merkezefendi", "Pamukkale"],
             "headings": [
                 {
                     "code": "ALT",
@@ -131,6 +135,7 @@ class FakeServices:
                         {
                             "code": "ALT-001",
                             "name": "İçme suyu kesintisi",
+                            "handler": {"kind": "SU_IDARESI", "scope": "province"},
                             "institution": {"code": "DESKI", "name": "DESKİ", "kind": "SU_IDARESI"},
                         },
                     ],
@@ -142,6 +147,7 @@ class FakeServices:
                         {
                             "code": "BEL-001",
                             "name": "Çöp toplama",
+                            "handler": {"kind": "BELEDIYE", "scope": "province"},
                             "institution": {"code": "DENIZLI-BB", "name": "BB", "kind": "BELEDIYE"},
                         },
                     ],

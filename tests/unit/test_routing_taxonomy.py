@@ -261,7 +261,7 @@ class TestRulesOnSmallData:
 
 class TestPublicView:
     def test_lists_the_responsible_institution_per_district(self, denizli: Taxonomy):
-        view = denizli.public_view()
+        view = denizli.public_view().model_dump(mode="json")
         assert [h["name"] for h in view["headings"]][:2] == ["Altyapı ve Su", "Ulaşım ve Yollar"]
         assert len(view["institutions"]) == 83
         school = next(c for c in view["headings"][2]["categories"] if c["code"] == "EGT-001")
@@ -271,7 +271,7 @@ class TestPublicView:
         assert len(school["by_district"]) == 19
 
     def test_resolved_for_one_district(self, denizli: Taxonomy):
-        view = denizli.public_view("pamukkale")
+        view = denizli.public_view("pamukkale").model_dump(mode="json")
         assert view["district"] == "Pamukkale"
         everything = [c for h in view["headings"] for c in h["categories"]]
         muhtar = next(c for c in everything if c["code"] == "NUF-012")
@@ -280,4 +280,4 @@ class TestPublicView:
             "name": "Pamukkale Kaymakamlığı",
             "kind": "KAYMAKAMLIK",
         }
-        assert "by_district" not in muhtar
+        assert muhtar["by_district"] is None
