@@ -570,6 +570,13 @@ async def observe(
     return figures
 
 
+async def marks(chaos: Chaos) -> tuple[dict[TopicPartition, int], int]:
+    """Where the watched topics and fakesmsc's output stand before a run's first submission."""
+    fakesmsc_out = chaos.data_dir / "fakesmsc.out"
+    sms_offset = fakesmsc_out.stat().st_size if fakesmsc_out.exists() else 0
+    return await end_offsets(chaos.settings.kafka_bootstrap, WATCHED), sms_offset
+
+
 # --- the test ----------------------------------------------------------------------------------
 
 
@@ -578,9 +585,7 @@ async def test_no_application_is_lost_or_doubled_while_services_and_broker_are_k
 ):
     bootstrap = chaos.settings.kafka_bootstrap
     sent = submissions(SUBMISSION_COUNT)
-    starts = await end_offsets(bootstrap, WATCHED)
-    fakesmsc_out = chaos.data_dir / "fakesmsc.out"
-    sms_offset = fakesmsc_out.stat().st_size if fakesmsc_out.exists() else 0
+    starts, sms_offset = await marks(chaos)
 
     loop = asyncio.get_running_loop()
     started_at = loop.time()
@@ -678,9 +683,7 @@ async def test_three_routing_and_three_tracking_processes_share_the_work_once(ch
 
         bootstrap = chaos.settings.kafka_bootstrap
         sent = submissions(SCALE_COUNT)
-        starts = await end_offsets(bootstrap, WATCHED)
-        fakesmsc_out = chaos.data_dir / "fakesmsc.out"
-        sms_offset = fakesmsc_out.stat().st_size if fakesmsc_out.exists() else 0
+        starts, sms_offset = await marks(chaos)
         loop = asyncio.get_running_loop()
         started_at = loop.time()
         await produce_steadily(bootstrap, sent, SCALE_RATE)
