@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.notification import api
@@ -18,7 +19,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     """The notification app; `consumer_group` lets tests consume beside a running service."""
     service = Service(SERVICE, settings)
     broker = service.broker
-    store = NotificationStore(service.db)
+    store = NotificationStore(service.db, PiiCipher(settings.pii_key_bytes()))
     sms = KannelGateway(settings)
     smtp = SmtpGateway(settings)
     notifier = Notifier(

@@ -18,7 +18,6 @@ from services.common.events import (
     utcnow,
 )
 from services.common.messaging import PartialFailure, PermanentError
-from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.notification import domain
 from services.notification.domain import (
@@ -107,7 +106,6 @@ class Notifier:
         self.send_attempts = max(1, send_attempts)
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
-        self.cipher = PiiCipher(settings.pii_key_bytes())
         self.dlr_secret = domain.dlr_secret(settings.jwt_secret)
 
     # --- a request to send ---------------------------------------------------------------------
@@ -150,7 +148,8 @@ class Notifier:
                 failed[index] = PermanentError(str(exc))
                 continue
             address, problem = _recipient(request)
-            record = self._new_record(request, rendered, problem)
+            shape = domain.sms_shape(rendered.text) if isinstance(rendered, RenderedSms) else None
+            record = self.store.new_record(request, shape, problem)
             jobs.append(_Job(index, request, rendered, address, record))
         known = await self.store.claim_many([job.record for job in jobs])
 
@@ -222,35 +221,6 @@ class Notifier:
             )
             if any(settled):
                 await self.publish([result for result in settled if result is not None])
-
-    def _new_record(
-        self,
-        request: NotificationRequest,
-        rendered: RenderedSms | RenderedEmail,
-        problem: str | None,
-    ) -> dict[str, Any]:
-        now = utcnow()
-        record: dict[str, Any] = {
-            "_id": request.idempotency_key,
-            "state": (NotificationState.failed if problem else NotificationState.sending).value,
-            "channel": request.channel.value,
-            "template": request.template,
-            "application_id": request.application_id,
-            "application_number": request.application_number,
-            "request_event_id": str(request.event_id),
-            # Personal data: masked for display, encrypted for an operator's investigation.
-            "recipient_masked": domain.mask_recipient(request.channel.value, request.to),
-            "recipient_enc": self.cipher.encrypt(request.to),
-            "created_at": now,
-            "updated_at": now,
-        }
-        if isinstance(rendered, RenderedSms):
-            shape = domain.sms_shape(rendered.text)
-            record["encoding"] = shape.encoding.value
-            record["segments"] = shape.segments
-        if problem:
-            record["error"] = problem
-        return record
 
     async def _send(
         self, request: NotificationRequest, rendered: RenderedSms | RenderedEmail, address: str

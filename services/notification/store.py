@@ -9,9 +9,10 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from services.common.events import utcnow
+from services.common.events import NotificationRequest, utcnow
 from services.common.mongo import Database
-from services.notification.domain import NotificationState
+from services.common.pii import PiiCipher
+from services.notification.domain import NotificationState, SmsShape, mask_recipient
 
 # The gateway may still be answering when a delivery report comes in, hence "sending" too.
 _AWAITING_GATEWAY = [NotificationState.sending.value, NotificationState.uncertain.value]
@@ -25,10 +26,38 @@ def _report_field(report: dict[str, Any]) -> str:
 
 
 class NotificationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cipher: PiiCipher) -> None:
+        self.cipher = cipher
         # Service-prefixed name: nx-27017 0.8.1 ignores the database name, so on the local
         # stack every service's collections share one namespace.
         self.notifications = db["notification_messages"]
+
+    def new_record(
+        self, request: NotificationRequest, shape: SmsShape | None, problem: str | None
+    ) -> dict[str, Any]:
+        """The document a request is claimed with: "sending", or "failed" with the reason why
+        it cannot be sent (`problem`); the recipient masked, and sealed for investigations."""
+        now = utcnow()
+        record: dict[str, Any] = {
+            "_id": request.idempotency_key,
+            "state": (NotificationState.failed if problem else NotificationState.sending).value,
+            "channel": request.channel.value,
+            "template": request.template,
+            "application_id": request.application_id,
+            "application_number": request.application_number,
+            "request_event_id": str(request.event_id),
+            # Personal data: masked for display, encrypted for an operator's investigation.
+            "recipient_masked": mask_recipient(request.channel.value, request.to),
+            "recipient_enc": self.cipher.encrypt(request.to),
+            "created_at": now,
+            "updated_at": now,
+        }
+        if shape is not None:
+            record["encoding"] = shape.encoding.value
+            record["segments"] = shape.segments
+        if problem:
+            record["error"] = problem
+        return record
 
     async def ensure_indexes(self) -> None:
         # Operators look for what is stuck: uncertain or still "sending" long after.

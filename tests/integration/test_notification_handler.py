@@ -13,6 +13,7 @@ import pytest
 from services.common.events import NotificationRequest, NotificationResult
 from services.common.messaging import PartialFailure, PermanentError
 from services.common.mongo import make_client, service_database
+from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.notification import domain
 from services.notification.domain import GatewayOutcome, GatewayReply
@@ -82,7 +83,9 @@ class Harness:
 @pytest.fixture(scope="module")
 async def store(settings: Settings) -> AsyncIterator[NotificationStore]:
     client = make_client(settings)
-    store = NotificationStore(service_database(client, settings, "notification"))
+    store = NotificationStore(
+        service_database(client, settings, "notification"), PiiCipher(settings.pii_key_bytes())
+    )
     await store.ensure_indexes()
     yield store
     await client.close()
