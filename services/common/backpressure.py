@@ -94,15 +94,12 @@ class Admission:
             await self.check()
             await asyncio.sleep(self.interval)
 
-    def refuse_if_down(self) -> None:
-        if self.down:
-            what = _WHAT.get(sorted(self.down)[0], "sistem")
-            self._refuse("dependency_down", _DOWN.format(what=what, seconds=self.retry_after))
-
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
         """Holds a place while the request is handled; raises Overloaded instead of waiting."""
-        self.refuse_if_down()
+        if self.down:
+            what = _WHAT.get(sorted(self.down)[0], "sistem")
+            self._refuse("dependency_down", _DOWN.format(what=what, seconds=self.retry_after))
         if self.in_flight >= self.max_in_flight:
             self._refuse("busy", _BUSY.format(seconds=self.retry_after))
         self.in_flight += 1

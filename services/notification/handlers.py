@@ -207,10 +207,16 @@ class Notifier:
                 results.append(_result(job.record, status, reply.detail))
         if results:
             await self.publish(results)
-        if answers:
-            # Delivery reports that came while the batch was sending (fakesmsc reports within
-            # milliseconds), applied side by side and announced together after "sent".
-            keys = [key for key, _state, _fields in answers]
+        # Delivery reports that came while the batch was sending (fakesmsc reports within
+        # milliseconds), applied side by side and announced together after "sent". Only an SMS
+        # that Kannel took (or may have taken) can have one: no look-up for e-mails or failures.
+        keys = [
+            job.request.idempotency_key
+            for job, _reply, _attempts, state in answered
+            if job.request.channel is NotificationChannel.sms
+            and state.value in _WAITING_FOR_DELIVERY
+        ]
+        if keys:
             early = await self._persist(lambda: self.store.with_early_reports(keys))
             settled = await asyncio.gather(
                 *(
