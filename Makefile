@@ -6,26 +6,28 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PY := .venv/bin/python
-STACK := deploy/local/stack.sh
+STACK := $(PY) -m deploy.local.stack
 RUN_DATA := $(CURDIR)/.ak/run
 TEST_DATA := $(CURDIR)/.ak/test
 
 # The test stack: its own data folder and ports, so `make test` can run while `make run` does.
+# The same settings the services read (services/common/settings.py, deploy/local/stack.py).
 TEST_STACK_ENV := AK_DATA_DIR=$(TEST_DATA) \
-	AK_KAFKA_PORT=19092 AK_ZOOKEEPER_PORT=12181 AK_MONGO_PORT=27018 \
-	AK_KANNEL_ADMIN_PORT=14000 AK_KANNEL_SMSBOX_PORT=14001 AK_KANNEL_SENDSMS_PORT=14013 \
-	AK_KANNEL_SMSC_PORT=10100 AK_SMTP_PORT=2526 \
+	AK_KAFKA_BOOTSTRAP=127.0.0.1:19092 AK_MONGO_URI=mongodb://127.0.0.1:27018 \
+	AK_SMS_GATEWAY_URL=http://127.0.0.1:14013/cgi-bin/sendsms AK_SMTP_PORT=2526 \
+	AK_ZOOKEEPER_PORT=12181 AK_KANNEL_ADMIN_PORT=14000 AK_KANNEL_SMSBOX_PORT=14001 \
+	AK_KANNEL_SMSC_PORT=10100 \
 	AK_INTAKE_PORT=18001 AK_ROUTING_PORT=18002 AK_TRACKING_PORT=18003 \
 	AK_NOTIFICATION_PORT=18004 AK_REPORTING_PORT=18005
 
 # What lint and format look at.
 PY_SOURCES := services tests $(wildcard deploy/local bench)
 # Strict (pyproject.toml): every service and the test helpers.
-MYPY_TARGETS = services tests/support.py tests/conftest.py tests/e2e/conftest.py \
+MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py tests/e2e/conftest.py \
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
-	tests/unit/test_tracking_handlers.py
+	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py
 
-.PHONY: help install run stop status test test-unit lint fmt bench bench-cost bench-scale bench-chaos
+.PHONY: help install run stop status test test-unit lint types fmt bench bench-cost bench-scale bench-chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +83,9 @@ test-unit: ## the unit tests only: no stack needed
 lint: install ## ruff check, ruff format --check, mypy --strict on the services and test helpers
 	@.venv/bin/ruff check $(PY_SOURCES)
 	@.venv/bin/ruff format --check $(PY_SOURCES)
+	@$(MAKE) --no-print-directory types
+
+types: ## mypy --strict on the services, the stack supervisor and the test helpers
 	@.venv/bin/mypy $(MYPY_TARGETS)
 
 fmt: ## format and auto-fix the Python code

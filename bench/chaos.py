@@ -22,18 +22,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STACK = ROOT / "deploy" / "local" / "stack.sh"
+STACK = [sys.executable, "-m", "deploy.local.stack"]
 # Ports of its own: 2xxxx where `make test` uses 1xxxx and `make run` the defaults.
 CHAOS_STACK_ENV = {
     "AK_DATA_DIR": str(ROOT / ".ak" / "chaos"),
-    "AK_KAFKA_PORT": "29092",
+    "AK_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
+    "AK_MONGO_URI": "mongodb://127.0.0.1:27019",
+    "AK_SMS_GATEWAY_URL": "http://127.0.0.1:24013/cgi-bin/sendsms",
+    "AK_SMTP_PORT": "2527",
     "AK_ZOOKEEPER_PORT": "22181",
-    "AK_MONGO_PORT": "27019",
     "AK_KANNEL_ADMIN_PORT": "24000",
     "AK_KANNEL_SMSBOX_PORT": "24001",
-    "AK_KANNEL_SENDSMS_PORT": "24013",
     "AK_KANNEL_SMSC_PORT": "20100",
-    "AK_SMTP_PORT": "2527",
     "AK_INTAKE_PORT": "28001",
     "AK_ROUTING_PORT": "28002",
     "AK_TRACKING_PORT": "28003",
@@ -49,11 +49,11 @@ def say(text: str) -> None:
 
 def stack(command: str, env: dict[str, str]) -> str:
     done = subprocess.run(
-        [str(STACK), command], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+        [*STACK, command], env=env, cwd=ROOT, capture_output=True, text=True, check=False
     )
     if done.returncode != 0 and command != "stop":
         sys.stderr.write(done.stdout + done.stderr)
-        raise SystemExit(f"stack.sh {command} failed")
+        raise SystemExit(f"deploy.local.stack {command} failed")
     return done.stdout
 
 

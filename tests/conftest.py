@@ -1,5 +1,5 @@
 """Fixtures shared by every test ring. Integration and e2e tests use the real stack that
-`make test` starts on its own ports (see deploy/local/stack.sh); `AK_*` variables point at it."""
+`make test` starts on its own ports (see deploy/local/stack.py); `AK_*` variables point at it."""
 
 from __future__ import annotations
 

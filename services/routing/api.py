@@ -14,14 +14,8 @@ from services.common.messaging import TRANSIENT_ERRORS
 from services.common.settings import Settings
 from services.routing import domain
 from services.routing.domain import PublicTaxonomy, Suggestion, Taxonomy, TaxonomyRegistry
-from services.routing.handlers import (
-    AlreadyRouted,
-    NotFound,
-    OutsideProvince,
-    PendingApplication,
-    Routing,
-    RoutingRecord,
-)
+from services.routing.handlers import NotFound, OutsideProvince, Routing
+from services.routing.lifecycle import AlreadyRouted, PendingApplication, RoutingRecord
 
 MAX_OFFSET = 1_000_000
 

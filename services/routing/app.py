@@ -29,7 +29,7 @@ def build_app(
     service = Service(SERVICE, settings)
     cipher = PiiCipher(settings.pii_key_bytes())
     store = RoutingStore(service.db, service.publisher, cipher)
-    routing = Routing(store, store.outbox.deliver, registry, cipher)
+    routing = Routing(store, store.outbox.deliver, registry)
     messaging.register(service.broker, routing, settings, group_id=consumer_group)
     codes = [i.code for p in registry.provinces() for i in registry.for_province(p).institutions]
 

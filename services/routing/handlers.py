@@ -12,23 +12,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from datetime import datetime
 
 from services.common import topics
 from services.common.auth import Principal, Role
-from services.common.business_days import answer_deadline
 from services.common.events import (
-    ApplicantContact,
     ApplicationAwaitingRouting,
     ApplicationReceived,
     ApplicationRouted,
-    ApplicationType,
-    Channel,
     InstitutionAssignment,
-    Location,
     NotificationChannel,
     NotificationRequest,
     Status,
@@ -38,14 +30,20 @@ from services.common.events import (
 )
 from services.common.messaging import Outgoing, PermanentError
 from services.common.outbox import Pending as Written
-from services.common.pii import PiiCipher
-from services.routing import domain
+from services.routing import domain, lifecycle
 from services.routing.domain import Decision, Pending, Suggestion, TaxonomyRegistry
-from services.routing.store import PENDING, ROUTED, RoutingRecords
+from services.routing.lifecycle import (
+    ROUTED,
+    AlreadyRouted,
+    ApplicationRecord,
+    PendingApplication,
+    RoutingFile,
+    RoutingRecord,
+)
+from services.routing.store import RoutingRecords
 
 PRODUCER = "routing"
 EMAIL_TEMPLATE = "institution_assignment"
-EXCERPT_CHARS = 280
 # Namespace of routing's deterministic event ids (uuid5 of application, round and event kind).
 _EVENT_IDS = uuid.UUID("6f1d7c3e-2a4b-5e8f-9c1d-20a1c1c4a9e1")
 
@@ -57,10 +55,6 @@ Deliver = Callable[[Iterable[Written | None]], Awaitable[None]]
 
 class NotFound(Exception):
     """No application with that id has reached routing."""
-
-
-class AlreadyRouted(Exception):
-    """The application is not waiting for an officer (it was routed, and not returned since)."""
 
 
 class OutsideProvince(Exception):
@@ -77,101 +71,16 @@ def email_key(application_id: str, institution_code: str, round_: int) -> str:
     return key if round_ == 0 else f"{key}:{round_}"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-class ApplicationRecord(BaseModel):
-    """What routing keeps of an application to route it now or later."""
-
-    application_id: str
-    application_number: str
-    application_type: ApplicationType
-    channel: Channel
-    province_code: int
-    district: str
-    subject: str
-    text: str
-    location: Location | None = None
-    received_at: datetime
-    applicant: ApplicantContact
-
-    @classmethod
-    def from_event(cls, event: ApplicationReceived) -> ApplicationRecord:
-        return cls.model_validate(event.model_dump(include=set(cls.model_fields)))
-
-    def to_document(self, cipher: PiiCipher) -> dict[str, Any]:
-        document = self.model_dump(mode="python", exclude={"application_id", "applicant"})
-        document["_id"] = self.application_id
-        document["application_type"] = self.application_type.value
-        document["channel"] = self.channel.value
-        # Name and phone are personal data: sealed at rest like everything personal here.
-        document["applicant"] = cipher.encrypt(self.applicant.model_dump_json())
-        return document
-
-    @classmethod
-    def from_document(cls, document: dict[str, Any], cipher: PiiCipher) -> ApplicationRecord:
-        fields = {k: v for k, v in document.items() if k in cls.model_fields}
-        fields["application_id"] = document["_id"]
-        fields["applicant"] = ApplicantContact.model_validate_json(
-            cipher.decrypt(document["applicant"])
-        )
-        return cls.model_validate(fields)
-
-    @property
-    def about(self) -> str:
-        """The text the keyword suggestions read."""
-        return f"{self.subject}\n{self.text}"
-
-
-class RoutingRecord(BaseModel):
-    """A routing decision as stored and as the officer's endpoint answers it."""
-
-    application_id: str
-    application_number: str
-    category_code: str
-    category_name: str
-    heading_code: str
-    heading_name: str
-    institution_code: str
-    institution_kind: str
-    institution_name: str
-    routed_by: Literal["auto", "officer"]
-    officer: str | None = None
-    routed_at: datetime
-    deadline_at: datetime
-
-
-class PendingApplication(BaseModel):
-    """One line of the officers' queue (no personal data of the applicant)."""
-
-    application_id: str
-    application_number: str
-    application_type: ApplicationType
-    channel: Channel
-    province_code: int
-    district: str
-    subject: str
-    excerpt: str
-    reason: str
-    suggestions: list[Suggestion]
-    received_at: datetime
-    waiting_since: datetime
-    returned_by: str | None = None
-
-
 class Routing:
     def __init__(
         self,
         store: RoutingRecords,
         deliver: Deliver,
         registry: TaxonomyRegistry,
-        cipher: PiiCipher,
     ) -> None:
         self._store = store
         self._deliver = deliver
         self._registry = registry
-        self._cipher = cipher
 
     # --- Events --------------------------------------------------------------------------------
 
@@ -183,7 +92,7 @@ class Routing:
         fresh = {e.application_id: e for e in reversed(events)}  # a repeat in the batch: once
         seen = await self._store.seen(list(fresh))
         now = utcnow()
-        decided: list[tuple[dict[str, Any], list[Outgoing]]] = []
+        decided: list[tuple[RoutingFile, list[Outgoing]]] = []
         for event in events:
             if event.application_id in seen or fresh.pop(event.application_id, None) is None:
                 continue  # a redelivery: decided, stored and announced before
@@ -193,7 +102,7 @@ class Routing:
 
     def _decide_on_arrival(
         self, event: ApplicationReceived, now: datetime
-    ) -> tuple[dict[str, Any], list[Outgoing]]:
+    ) -> tuple[RoutingFile, list[Outgoing]]:
         app = ApplicationRecord.from_event(event)
         outcome = domain.plan(
             self._registry,
@@ -202,13 +111,8 @@ class Routing:
             category_code=event.category_code,
             text=app.about,
         )
-        document = app.to_document(self._cipher) | {"round": 0, "returns": []}
-        if isinstance(outcome, Decision):
-            routing = self._routing(app, outcome, routed_by="auto", officer=None, at=now)
-            document |= {"state": ROUTED, "routing": routing.model_dump(), "pending": None}
-            return document, self._announce(app, outcome, routing, round_=0)
-        document |= {"state": PENDING, "routing": None, "pending": _pending_fields(outcome, now)}
-        return document, [self._announce_waiting(app, outcome.reason, round_=0)]
+        file = lifecycle.arrive(app, outcome, now)
+        return file, self._announce_step(file, outcome)
 
     async def statuses_changed(self, events: list[StatusChanged]) -> None:
         """Institutions gave applications back: they return to the officers' queue."""
@@ -219,40 +123,15 @@ class Routing:
         """An institution gave an application back: it returns to the officers' queue."""
         if event.status is not Status.returned:
             return
-        document = await self._store.get(event.application_id)
-        if document is None or document["state"] != ROUTED:
-            return  # not ours, or already back in the queue (a redelivery)
-        routing = document["routing"]
-        returned_at = _aware(event.at)
-        if returned_at <= _aware(routing["routed_at"]):
-            return  # a return from before the current decision: stale
-        if event.institution_code and event.institution_code != routing["institution_code"]:
-            return  # returned by an institution that no longer holds it
-        app = ApplicationRecord.from_document(document, self._cipher)
-        round_ = int(document["round"])
-        why = f" Gerekçe: {event.reason.strip()}" if event.reason and event.reason.strip() else ""
-        reason = (
-            f"{routing['institution_name']} başvuruyu görev alanı dışında olduğu gerekçesiyle "
-            f"iade etti.{why} {domain.PENDING_SUFFIX}"
-        )
-        suggestions = [
-            s
-            for s in self._suggestions(app, limit=domain.MAX_SUGGESTIONS + 1)
-            if s.category_code != routing["category_code"]
-        ][: domain.MAX_SUGGESTIONS]
-        written = await self._store.back_to_pending(
-            app.application_id,
-            round_,
-            pending=_pending_fields(Pending(reason, suggestions), returned_at),
-            returns=[
-                *document.get("returns", []),
-                {
-                    "institution_code": routing["institution_code"],
-                    "category_code": routing["category_code"],
-                    "at": returned_at,
-                },
-            ],
-            messages=[self._announce_waiting(app, reason, round_=round_ + 1)],
+        file = await self._store.get(event.application_id)
+        if file is None:
+            return  # not ours
+        candidates = self._suggestions(file.application, limit=domain.MAX_SUGGESTIONS + 1)
+        after = lifecycle.give_back(file, event, candidates)
+        if after is None:
+            return  # a redelivery, a stale return, or one from an institution that lost it
+        _, written = await self._store.replace(
+            file, after, messages=self._announce_step(after, None)
         )
         await self._deliver([written])
 
@@ -266,28 +145,20 @@ class Routing:
         Raises NotFound, OutsideProvince, AlreadyRouted, or domain.RoutingError (unknown
         category or province).
         """
-        document = await self._store.get(application_id)
-        if document is None:
+        file = await self._store.get(application_id)
+        if file is None:
             raise NotFound(application_id)
-        app = ApplicationRecord.from_document(document, self._cipher)
+        app = file.application
         if not _may_see(principal, app.province_code):
             raise OutsideProvince(application_id)
-        if document["state"] != PENDING:
-            raise AlreadyRouted(application_id)
         decision = self._registry.for_province(app.province_code).decide(
             category_code, app.district
         )
-        round_ = int(document["round"])
-        routing = self._routing(
-            app, decision, routed_by="officer", officer=principal.subject, at=utcnow()
+        after = lifecycle.route(file, decision, principal.subject, utcnow())
+        claimed, written = await self._store.replace(
+            file, after, messages=self._announce_step(after, decision)
         )
-        claimed, written = await self._store.claim(
-            application_id,
-            round_,
-            routing.model_dump(),
-            messages=self._announce(app, decision, routing, round_=round_),
-        )
-        if not claimed:
+        if not claimed or after.routing is None:
             raise AlreadyRouted(application_id)  # another officer was quicker
         try:
             await self._deliver([written])
@@ -297,7 +168,7 @@ class Routing:
                 "officer's decision stored, announcement left to the relay",
                 extra={"application_id": application_id, "error": type(exc).__name__},
             )
-        return routing
+        return after.routing
 
     async def pending(
         self,
@@ -310,10 +181,9 @@ class Routing:
     ) -> tuple[list[PendingApplication], int]:
         """The officers' queue, oldest first, within the principal's province."""
         province = None if principal.role is Role.admin else principal.province
-        documents, total = await self._store.pending(
+        return await self._store.pending(
             province, limit, offset, district=district, application_number=application_number
         )
-        return [_pending_view(d) for d in documents], total
 
     # --- Internals -----------------------------------------------------------------------------
 
@@ -324,25 +194,15 @@ class Routing:
             return []
         return taxonomy.suggest(app.about, taxonomy.district(app.district), limit)
 
-    @staticmethod
-    def _routing(
-        app: ApplicationRecord,
-        decision: Decision,
-        *,
-        routed_by: Literal["auto", "officer"],
-        officer: str | None,
-        at: datetime,
-    ) -> RoutingRecord:
-        return RoutingRecord(
-            application_id=app.application_id,
-            application_number=app.application_number,
-            **decision.model_dump(exclude={"institution_email"}),
-            routed_by=routed_by,
-            officer=officer,
-            routed_at=at,
-            # The legal clock runs from receipt, however long routing took.
-            deadline_at=answer_deadline(app.received_at),
-        )
+    def _announce_step(
+        self, file: RoutingFile, decision: Decision | Pending | None
+    ) -> list[Outgoing]:
+        """What a step of the file announces: a routing three ways, or the wait for an officer
+        (`decision` is the taxonomy's answer; None for a return)."""
+        if file.state == ROUTED and isinstance(decision, Decision) and file.routing is not None:
+            return self._announce(file.application, decision, file.routing, round_=file.round)
+        assert file.waiting is not None
+        return [self._announce_waiting(file.application, file.waiting.reason, round_=file.round)]
 
     @staticmethod
     def _announce(
@@ -420,34 +280,4 @@ def _may_see(principal: Principal, province_code: int) -> bool:
         principal.role is Role.admin
         or principal.province is None
         or principal.province == province_code
-    )
-
-
-def _pending_fields(pending: Pending, since: datetime) -> dict[str, Any]:
-    return {
-        "reason": pending.reason,
-        "suggestions": [s.model_dump() for s in pending.suggestions],
-        "since": since,
-    }
-
-
-def _pending_view(document: dict[str, Any]) -> PendingApplication:
-    text = document.get("text", "")
-    excerpt = text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1].rstrip() + "…"
-    pending = document.get("pending") or {}
-    returns = document.get("returns") or []
-    return PendingApplication(
-        application_id=document["_id"],
-        application_number=document["application_number"],
-        application_type=document["application_type"],
-        channel=document["channel"],
-        province_code=document["province_code"],
-        district=document["district"],
-        subject=document["subject"],
-        excerpt=excerpt,
-        reason=pending.get("reason", ""),
-        suggestions=pending.get("suggestions", []),
-        received_at=document["received_at"],
-        waiting_since=pending["since"],
-        returned_by=returns[-1]["institution_code"] if returns else None,
     )

@@ -1,9 +1,10 @@
-"""Routing's own MongoDB collection: one document per application it has seen, routed or pending.
+"""Routing's own MongoDB collection: the `RoutingFile` of every application it has seen
+(lifecycle.py), one document each, and the officers' queue read from them.
 
 The document keeps what routing needs to route the application again later (an officer's
 decision, or a return by the institution): the application's own fields as they arrived, and
-the applicant's contact sealed with the PII key. `state` is "routed" or "pending"; `round`
-counts routings (0 first, +1 each time the application comes back to the pending queue).
+the applicant's contact sealed with the PII key; beside them `state`, `round`, `routing`,
+`pending` (the file's `waiting`) and `returns`.
 
 The collection name carries the service's name although the database is routing's own:
 nx-27017 in single-file mode backs every logical database with the same tables. Datetimes live
@@ -19,42 +20,33 @@ from typing import Any, Protocol
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
+from services.common.events import ApplicantContact
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Database
 from services.common.outbox import Outbox, Pending
 from services.common.pii import PiiCipher
+from services.routing.lifecycle import (
+    PENDING,
+    ApplicationRecord,
+    PendingApplication,
+    RoutingFile,
+)
 
 DUPLICATE_KEY = 11000
-
-ROUTED = "routed"
-PENDING = "pending"
+EXCERPT_CHARS = 280
 
 
 class RoutingRecords(Protocol):
     """Routing's records as the use cases see them (`RoutingStore`; a fake in unit tests)."""
 
-    async def get(self, application_id: str) -> dict[str, Any] | None: ...
+    async def get(self, application_id: str) -> RoutingFile | None: ...
     async def seen(self, application_ids: Sequence[str]) -> set[str]: ...
     async def add(
-        self, decided: Sequence[tuple[dict[str, Any], Sequence[Outgoing]]]
+        self, decided: Sequence[tuple[RoutingFile, Sequence[Outgoing]]]
     ) -> list[Pending]: ...
-    async def claim(
-        self,
-        application_id: str,
-        round_: int,
-        routing: dict[str, Any],
-        *,
-        messages: Sequence[Outgoing],
+    async def replace(
+        self, before: RoutingFile, after: RoutingFile, *, messages: Sequence[Outgoing]
     ) -> tuple[bool, Pending | None]: ...
-    async def back_to_pending(
-        self,
-        application_id: str,
-        round_: int,
-        *,
-        pending: dict[str, Any],
-        returns: list[dict[str, Any]],
-        messages: Sequence[Outgoing],
-    ) -> Pending | None: ...
     async def pending(
         self,
         province_code: int | None,
@@ -63,12 +55,13 @@ class RoutingRecords(Protocol):
         *,
         district: str | None = None,
         application_number: str | None = None,
-    ) -> tuple[list[dict[str, Any]], int]: ...
+    ) -> tuple[list[PendingApplication], int]: ...
 
 
 class RoutingStore:
     def __init__(self, db: Database, publisher: Publisher, cipher: PiiCipher) -> None:
         self._applications = db["routing_applications"]
+        self._cipher = cipher
         self.outbox = Outbox(self._applications, publisher, cipher)
 
     async def ensure_indexes(self) -> None:
@@ -78,23 +71,47 @@ class RoutingStore:
             [("state", ASCENDING), ("province_code", ASCENDING), ("pending.since", ASCENDING)]
         )
 
-    async def get(self, application_id: str) -> dict[str, Any] | None:
-        return await self._applications.find_one({"_id": application_id})
+    def to_document(self, file: RoutingFile) -> dict[str, Any]:
+        app = file.application
+        document = app.model_dump(mode="python", exclude={"application_id", "applicant"})
+        document["_id"] = app.application_id
+        document["application_type"] = app.application_type.value
+        document["channel"] = app.channel.value
+        # Name and phone are personal data: sealed at rest like everything personal here.
+        document["applicant"] = self._cipher.encrypt(app.applicant.model_dump_json())
+        return document | _changing(file)
+
+    def from_document(self, document: dict[str, Any]) -> RoutingFile:
+        fields = {k: v for k, v in document.items() if k in ApplicationRecord.model_fields}
+        fields["application_id"] = document["_id"]
+        fields["applicant"] = ApplicantContact.model_validate_json(
+            self._cipher.decrypt(document["applicant"])
+        )
+        return RoutingFile.model_validate(
+            {
+                **{k: document.get(k) for k in ("state", "round", "routing")},
+                "application": fields,
+                "waiting": document.get("pending"),
+                "returns": document.get("returns") or [],
+            }
+        )
+
+    async def get(self, application_id: str) -> RoutingFile | None:
+        document = await self._applications.find_one({"_id": application_id})
+        return None if document is None else self.from_document(document)
 
     async def seen(self, application_ids: Sequence[str]) -> set[str]:
         """Which of these applications are here already (one query for a whole batch)."""
         found = self._applications.find({"_id": {"$in": list(application_ids)}}, {"_id": 1})
         return {doc["_id"] async for doc in found}
 
-    async def add(
-        self, decided: Sequence[tuple[dict[str, Any], Sequence[Outgoing]]]
-    ) -> list[Pending]:
+    async def add(self, decided: Sequence[tuple[RoutingFile, Sequence[Outgoing]]]) -> list[Pending]:
         """Insert new applications with their events in one write; a redelivered one (already
         there) is skipped. Returns what is to be delivered."""
         documents, written = [], []
-        for document, messages in decided:
-            fields, pending = self.outbox.fields(document["_id"], messages)
-            documents.append(document | fields)
+        for file, messages in decided:
+            fields, pending = self.outbox.fields(file.application_id, messages)
+            documents.append(self.to_document(file) | fields)
             if pending is not None:
                 written.append(pending)
         try:
@@ -108,55 +125,24 @@ class RoutingStore:
             written = [p for p in written if p.document_id not in taken]
         return written
 
-    async def claim(
-        self,
-        application_id: str,
-        round_: int,
-        routing: dict[str, Any],
-        *,
-        messages: Sequence[Outgoing],
+    async def replace(
+        self, before: RoutingFile, after: RoutingFile, *, messages: Sequence[Outgoing]
     ) -> tuple[bool, Pending | None]:
-        """Pending → routed with its events, only if nobody routed this round meanwhile (two
-        officers at once)."""
+        """Stores a step of the file's life with its events, only if nobody took a step from
+        the same state and round meanwhile (two officers at once, two routing processes).
+
+        The whole `returns` history is set: nx-27017 0.8.1 stores a `$push`ed sub-document as
+        a JSON string, and the round in the filter already keeps concurrent writers apart.
+        """
         update = self.outbox.push(messages)
-        update["$set"] = {**update.get("$set", {}), "state": ROUTED, "routing": routing}
+        update["$set"] = {**update.get("$set", {}), **_changing(after)}
         doc = await self._applications.find_one_and_update(
-            {"_id": application_id, "state": PENDING, "round": round_},
+            {"_id": before.application_id, "state": before.state, "round": before.round},
             update,
             projection={"outbox": 1, "outbox_token": 1},
             return_document=ReturnDocument.AFTER,
         )
         return doc is not None, self.outbox.pending_of(doc)
-
-    async def back_to_pending(
-        self,
-        application_id: str,
-        round_: int,
-        *,
-        pending: dict[str, Any],
-        returns: list[dict[str, Any]],
-        messages: Sequence[Outgoing],
-    ) -> Pending | None:
-        """Routed → pending for the next round (the institution gave it back), with its events.
-
-        `returns` is the whole history: nx-27017 0.8.1 stores a `$push`ed sub-document as a
-        JSON string, and the round in the filter already keeps concurrent writers apart.
-        """
-        update = self.outbox.push(messages)
-        update["$set"] = {
-            **update.get("$set", {}),
-            "state": PENDING,
-            "round": round_ + 1,
-            "pending": pending,
-            "returns": returns,
-        }
-        doc = await self._applications.find_one_and_update(
-            {"_id": application_id, "state": ROUTED, "round": round_},
-            update,
-            projection={"outbox": 1, "outbox_token": 1},
-            return_document=ReturnDocument.AFTER,
-        )
-        return self.outbox.pending_of(doc)
 
     async def pending(
         self,
@@ -166,7 +152,8 @@ class RoutingStore:
         *,
         district: str | None = None,
         application_number: str | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[PendingApplication], int]:
+        """The officers' queue, oldest first; the applicant's sealed contact is not read."""
         query: dict[str, Any] = {"state": PENDING}
         if province_code is not None:
             query["province_code"] = province_code
@@ -175,11 +162,36 @@ class RoutingStore:
         if application_number is not None:
             query["application_number"] = application_number
         cursor = (
-            self._applications.find(query, {"applicant": 0})
+            self._applications.find(query, {"applicant": 0, "outbox": 0})
             .sort([("pending.since", ASCENDING), ("_id", ASCENDING)])
             .skip(offset)
             .limit(limit)
         )
-        items = await cursor.to_list(length=limit)
+        items = [_queue_line(d) for d in await cursor.to_list(length=limit)]
         total = await self._applications.count_documents(query)
         return items, total
+
+
+def _changing(file: RoutingFile) -> dict[str, Any]:
+    """What a step of an application's life changes in its document; its own fields never do."""
+    dumped = file.model_dump(mode="python", include={"state", "round", "routing", "returns"})
+    return dumped | {"pending": file.waiting.model_dump() if file.waiting else None}
+
+
+def _queue_line(document: dict[str, Any]) -> PendingApplication:
+    waiting = document["pending"]
+    returns = document.get("returns") or []
+    text = document.get("text", "")
+    return PendingApplication.model_validate(
+        {
+            **{k: v for k, v in document.items() if k in PendingApplication.model_fields},
+            "application_id": document["_id"],
+            "excerpt": text
+            if len(text) <= EXCERPT_CHARS
+            else text[: EXCERPT_CHARS - 1].rstrip() + "…",
+            "reason": waiting["reason"],
+            "suggestions": waiting.get("suggestions", []),
+            "waiting_since": waiting["since"],
+            "returned_by": returns[-1]["institution_code"] if returns else None,
+        }
+    )

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
+from deploy.local.stack import Stack
 from services.common import topics
 from services.common.auth import Role
 from services.common.settings import SERVICE_PORTS, Settings
@@ -61,16 +61,6 @@ def say(text: str) -> None:
 
 def tail(path: Path, chars: int = 2000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
-
-
-def alive(pid: int) -> bool:
-    """Whether a process still holds what it had (a zombie has let go of its ports and files;
-    its command line reads empty already while it exits, and for an instant during exec)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # --- the processes under test ------------------------------------------------------------------
@@ -151,100 +141,21 @@ class ServiceFleet:
 
 
 class StackBroker:
-    """The test stack's Kafka broker, stopped and started the way deploy/local/stack.sh does
-    (it has no command for one component): its PID file, the same command line, its log."""
+    """The test stack's Kafka broker, stopped and started by the stack's own supervisor."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data = data_dir
-        self.port = port
-        self.pid_file = data_dir / "pids" / "kafka.pid"
-        self.conf = data_dir / "conf" / "server.properties"
-        self.log = data_dir / "logs" / "kafka.log"
-        cache = Path(os.environ.get("AK_CACHE_DIR", ROOT / ".ak" / "cache"))
-        self.kafka_home = cache / "kafka_2.12-2.3.0"
-        self.zk_jars = cache / "zookeeper-client" / "usr" / "share" / "java"
-
-    def running_pid(self) -> int | None:
-        """The broker's PID while it still belongs to this data folder's stack (stack.sh's
-        marker: the command line names this folder's server.properties)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            return None
-        return pid if str(self.conf) in cmdline else None
-
-    def stop(self, grace: float = 60.0) -> None:
-        pid = self.running_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)  # a controlled shutdown; ZooKeeper keeps running
-        deadline = time.monotonic() + grace
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while alive(pid):
-                time.sleep(0.1)
-
-    def start(self) -> None:
-        """stack.sh's start_kafka through its `launch`: the earlier log kept as .log.1, the
-        broker in a session of its own (so it outlives the test), its PID in the PID file."""
-        if self.log.exists():
-            self.log.replace(self.log.with_name(self.log.name + ".1"))
-        launch = (
-            'setsid env LOG_DIR="$1" KAFKA_HEAP_OPTS="-Xmx512m -Xms512m" KAFKA_JMX_OPTS=" " '
-            'CLASSPATH="$2" "$3" "$4" >>"$5" 2>&1 </dev/null &\n'
-            'printf "%s\\n" "$!" >"$6"'
-        )
-        classpath = f"{self.zk_jars / 'zookeeper.jar'}:{self.zk_jars / 'zookeeper-jute.jar'}"
-        subprocess.run(
-            [
-                "bash",
-                "-c",
-                launch,
-                "launch",
-                str(self.data / "logs" / "kafka"),
-                classpath,
-                str(self.kafka_home / "bin" / "kafka-server-start.sh"),
-                str(self.conf),
-                str(self.log),
-                str(self.pid_file),
-            ],
-            cwd=ROOT,
-            check=True,
-        )
+    def __init__(self) -> None:
+        self.stack = Stack()  # the test stack's settings, from the environment `make test` set
 
     def started(self) -> bool:
-        if self.running_pid() is None or not self.log.exists():
-            return False
-        if "started (kafka.server.KafkaServer)" not in self.log.read_text(errors="replace"):
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def wait_started(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.started():
-            pid = int(self.pid_file.read_text().strip())
-            if not alive(pid):
-                raise RuntimeError(f"the broker exited while starting: {tail(self.log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the broker did not start in {timeout:.0f} s: {tail(self.log)}")
-            time.sleep(0.2)
+        proc = self.stack.process("kafka")
+        return proc is not None and self.stack.components["kafka"].ready(proc.pid)
 
     def restart(self) -> None:
-        self.stop()
-        self.start()
-        self.wait_started()
+        self.stack.stop(["kafka"])  # a controlled shutdown (SIGTERM); ZooKeeper keeps running
+        self.stack.start(["kafka"])
 
     def ensure_running(self) -> None:
-        if self.running_pid() is None:
-            self.start()
-        self.wait_started()
+        self.stack.start(["kafka"])
 
 
 @dataclass
@@ -262,8 +173,8 @@ def chaos(tmp_path: Path):
     broker is left running whatever happened."""
     data_dir = Path(os.environ["AK_DATA_DIR"])
     settings = Settings(db_prefix=f"chaos{uuid.uuid4().hex[:8]}")
-    broker = StackBroker(data_dir, int(settings.kafka_bootstrap.rsplit(":", 1)[1]))
-    assert broker.started(), "the test stack's broker must be running (deploy/local/stack.sh)"
+    broker = StackBroker()
+    assert broker.started(), "the test stack's broker must be running (deploy/local/stack.py)"
     for name, reads in READS.items():
         asyncio.run(start_group_at_end(settings.kafka_bootstrap, f"acikkapi-{name}", reads))
     fleet = ServiceFleet(settings, tmp_path)
@@ -594,7 +505,7 @@ async def test_no_application_is_lost_or_doubled_while_services_and_broker_are_k
         produce_steadily(bootstrap, sent, RATE_PER_SECOND), disrupt(chaos, started_at)
     )
     say(f"t={loop.time() - started_at:5.1f}s all produced; waiting for every service's /readyz")
-    await asyncio.to_thread(chaos.broker.wait_started)
+    await asyncio.to_thread(chaos.broker.ensure_running)
     await asyncio.to_thread(chaos.fleet.wait_ready)
     say(f"t={loop.time() - started_at:5.1f}s all ready")
 

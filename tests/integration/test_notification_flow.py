@@ -40,7 +40,7 @@ DATA_DIR = os.environ.get("AK_DATA_DIR")
 if not DATA_DIR:
     pytest.skip(
         "AK_DATA_DIR is not set: it must point at the stack's fakesmsc.out and mail/ "
-        "(see deploy/local/stack.sh)",
+        "(see deploy/local/stack.py)",
         allow_module_level=True,
     )
 FAKESMSC_OUT = Path(DATA_DIR) / "fakesmsc.out"

@@ -26,6 +26,7 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.routing.app import build_app
+from services.routing.lifecycle import RoutingFile
 from tests.conftest import Tap, fresh_consumer_group, produce, topic_partitions
 from tests.support import bearer
 
@@ -44,8 +45,8 @@ async def service(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncCli
     stored: list[str] = []
     add = app.state.store.add
 
-    async def recording_add(decided: list[tuple[dict[str, Any], Any]]) -> Any:
-        stored.extend(document["_id"] for document, _ in decided)
+    async def recording_add(decided: list[tuple[RoutingFile, Any]]) -> Any:
+        stored.extend(file.application_id for file, _ in decided)
         return await add(decided)
 
     app.state.store.add = recording_add
@@ -117,6 +118,7 @@ async def poll_pending(
 
 
 async def test_application_with_category_reaches_its_institution(service, settings: Settings):
+    app_, _ = service
     b = settings.kafka_bootstrap
     event = application("ALT-001")
     app_id = event.application_id
@@ -139,6 +141,15 @@ async def test_application_with_category_reaches_its_institution(service, settin
     assert (email["channel"], email["template"]) == ("email", "institution_assignment")
     assert email["to"] == "deski@acikkapi.local"
     assert email["params"]["category_name"] == "İçme suyu kesintisi"
+
+    # Stored with the applicant's name and phone sealed, and read back whole.
+    store = app_.state.store
+    table = app_.state.runtime.mongo[settings.database_name("routing")]["routing_applications"]
+    document = await table.find_one({"_id": app_id})
+    assert "+905321234567" not in repr(document) and "Yıldırım" not in repr(document)
+    file = store.from_document(document)
+    assert file.application.applicant == event.applicant
+    assert file.state == "routed" and file.routing.institution_code == "DESKI"
 
 
 async def test_without_category_an_officer_routes_it(http, settings: Settings):

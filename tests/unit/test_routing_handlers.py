@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,17 +22,21 @@ from services.common.events import (
 )
 from services.common.messaging import Outgoing, PermanentError
 from services.common.outbox import Pending as Written
-from services.common.pii import PiiCipher
 from services.routing.domain import UnknownCategory
 from services.routing.handlers import (
-    AlreadyRouted,
     NotFound,
     OutsideProvince,
     Routing,
     email_key,
     event_id,
 )
-from services.routing.store import PENDING, ROUTED
+from services.routing.lifecycle import (
+    PENDING,
+    ROUTED,
+    AlreadyRouted,
+    PendingApplication,
+    RoutingFile,
+)
 from services.routing.taxonomy import default_registry
 
 PHONE = "+905321234567"
@@ -43,67 +46,42 @@ class FakeStore:
     """The RoutingStore contract, in memory; each write keeps its events in an outbox."""
 
     def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, RoutingFile] = {}
+        self.outboxes: dict[str, list[Outgoing]] = {}
         self.fail_next_add = False
 
-    async def get(self, application_id: str) -> dict[str, Any] | None:
-        doc = self.docs.get(application_id)
-        return copy.deepcopy(doc) if doc else None
+    async def get(self, application_id: str) -> RoutingFile | None:
+        file = self.files.get(application_id)
+        return file.model_copy(deep=True) if file else None
 
     async def seen(self, application_ids: Sequence[str]) -> set[str]:
-        return {a for a in application_ids if a in self.docs}
+        return {a for a in application_ids if a in self.files}
 
-    def _stamp(self, doc: dict[str, Any], messages: Sequence[Outgoing]) -> Written | None:
-        doc.setdefault("outbox", []).extend(messages)
-        return Written(doc["_id"], "t", tuple(doc["outbox"])) if doc["outbox"] else None
+    def _stamp(self, application_id: str, messages: Sequence[Outgoing]) -> Written | None:
+        outbox = self.outboxes.setdefault(application_id, [])
+        outbox.extend(messages)
+        return Written(application_id, "t", tuple(outbox)) if outbox else None
 
-    async def add(
-        self, decided: Sequence[tuple[dict[str, Any], Sequence[Outgoing]]]
-    ) -> list[Written]:
+    async def add(self, decided: Sequence[tuple[RoutingFile, Sequence[Outgoing]]]) -> list[Written]:
         if self.fail_next_add:
             self.fail_next_add = False
             raise ConnectionError("database went away")
         written = []
-        for document, messages in decided:
-            if document["_id"] in self.docs:
+        for file, messages in decided:
+            if file.application_id in self.files:
                 continue
-            doc = self.docs[document["_id"]] = copy.deepcopy(document)
-            written.append(self._stamp(doc, messages))
+            self.files[file.application_id] = file.model_copy(deep=True)
+            written.append(self._stamp(file.application_id, messages))
         return [w for w in written if w is not None]
 
-    async def claim(
-        self,
-        application_id: str,
-        round_: int,
-        routing: dict[str, Any],
-        *,
-        messages: Sequence[Outgoing],
+    async def replace(
+        self, before: RoutingFile, after: RoutingFile, *, messages: Sequence[Outgoing]
     ) -> tuple[bool, Written | None]:
-        doc = self.docs.get(application_id)
-        if not doc or doc["state"] != PENDING or doc["round"] != round_:
+        now = self.files.get(before.application_id)
+        if not now or (now.state, now.round) != (before.state, before.round):
             return False, None
-        doc.update(state=ROUTED, routing=routing)
-        return True, self._stamp(doc, messages)
-
-    async def back_to_pending(
-        self,
-        application_id: str,
-        round_: int,
-        *,
-        pending: dict[str, Any],
-        returns: list[dict[str, Any]],
-        messages: Sequence[Outgoing],
-    ) -> Written | None:
-        doc = self.docs.get(application_id)
-        if not doc or doc["state"] != ROUTED or doc["round"] != round_:
-            return None
-        doc.update(
-            state=PENDING,
-            round=round_ + 1,
-            pending=pending,
-            returns=copy.deepcopy(returns),
-        )
-        return self._stamp(doc, messages)
+        self.files[before.application_id] = after.model_copy(deep=True)
+        return True, self._stamp(before.application_id, messages)
 
     async def pending(
         self,
@@ -113,17 +91,30 @@ class FakeStore:
         *,
         district: str | None = None,
         application_number: str | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        items = [
-            d
-            for d in self.docs.values()
-            if d["state"] == PENDING
-            and province in (None, d["province_code"])
-            and district in (None, d["district"])
-            and application_number in (None, d["application_number"])
+    ) -> tuple[list[PendingApplication], int]:
+        files = [
+            f
+            for f in self.files.values()
+            if f.state == PENDING
+            and province in (None, f.application.province_code)
+            and district in (None, f.application.district)
+            and application_number in (None, f.application.application_number)
         ]
-        items.sort(key=lambda d: d["pending"]["since"])
-        return copy.deepcopy(items[offset : offset + limit]), len(items)
+        files.sort(key=lambda f: f.waiting.since if f.waiting else f.application.received_at)
+        return [queue_line(f) for f in files[offset : offset + limit]], len(files)
+
+
+def queue_line(file: RoutingFile) -> PendingApplication:
+    app, waiting = file.application, file.waiting
+    assert waiting is not None
+    return PendingApplication(
+        **app.model_dump(include=set(PendingApplication.model_fields)),
+        excerpt=app.text,
+        reason=waiting.reason,
+        suggestions=waiting.suggestions,
+        waiting_since=waiting.since,
+        returned_by=file.returns[-1].institution_code if file.returns else None,
+    )
 
 
 class Bus:
@@ -140,7 +131,7 @@ class Bus:
             raise ConnectionError("broker went away")
         for w in batch:
             self.sent.extend((m.topic, m.event, m.key) for m in w.messages)
-            self.store.docs[w.document_id]["outbox"] = []
+            self.store.outboxes[w.document_id] = []
 
     def on(self, topic: str) -> list[Any]:  # the events, each of its own model
         return [e for t, e, _ in self.sent if t == topic]
@@ -157,13 +148,8 @@ def bus(store: FakeStore) -> Bus:
 
 
 @pytest.fixture
-def cipher() -> PiiCipher:
-    return PiiCipher(b"k" * 32)
-
-
-@pytest.fixture
-def routing(store: FakeStore, bus: Bus, cipher: PiiCipher) -> Routing:
-    return Routing(store, bus, default_registry(), cipher)
+def routing(store: FakeStore, bus: Bus) -> Routing:
+    return Routing(store, bus, default_registry())
 
 
 def received(category: str | None = "ALT-001", district: str = "Merkezefendi", **extra):
@@ -223,9 +209,8 @@ class TestArrival:
             "deadline_at": deadline.isoformat(),
             "district": "Merkezefendi",
         }
-        doc = store.docs[app_id]
-        assert doc["state"] == ROUTED and doc["routing"]["institution_code"] == "DESKI"
-        assert PHONE not in repr(doc) and "Yıldırım" not in repr(doc)
+        file = store.files[app_id]
+        assert file.state == ROUTED and file.routing and file.routing.institution_code == "DESKI"
 
     async def test_redelivery_announces_nothing_new(self, routing: Routing, bus: Bus):
         event = received()
@@ -244,7 +229,7 @@ class TestArrival:
         await routing.applications_received([event])
         (assignment,) = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
         assert assignment.event_id == event_id(event.application_id, 0, "assignment")
-        assert store.docs[event.application_id]["state"] == ROUTED
+        assert store.files[event.application_id].state == ROUTED
 
     async def test_a_batch_is_decided_once_per_application(
         self, routing: Routing, store: FakeStore, bus: Bus
@@ -253,7 +238,7 @@ class TestArrival:
         await routing.applications_received([first, second, first])
         assert len(bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")) == 1
         assert len(bus.on(topics.ROUTED)) == 2
-        assert store.docs[second.application_id]["state"] == PENDING
+        assert store.files[second.application_id].state == PENDING
 
     async def test_events_stay_in_the_outbox_when_kafka_is_away(
         self, routing: Routing, store: FakeStore, bus: Bus
@@ -262,8 +247,8 @@ class TestArrival:
         bus.fail = True
         with pytest.raises(ConnectionError):
             await routing.applications_received([event])
-        doc = store.docs[event.application_id]
-        assert doc["state"] == ROUTED and len(doc["outbox"]) == 3  # for the relay
+        assert store.files[event.application_id].state == ROUTED
+        assert len(store.outboxes[event.application_id]) == 3  # for the relay
 
     async def test_without_category_it_waits_for_an_officer(
         self, routing: Routing, store: FakeStore, bus: Bus
@@ -323,9 +308,9 @@ class TestOfficer:
         await routing.applications_received([event])
         bus.fail = True
         record = await routing.route_by_officer(event.application_id, "ALT-001", officer)
-        doc = store.docs[event.application_id]
         assert record.institution_code == "DESKI"
-        assert doc["state"] == ROUTED and len(doc["outbox"]) == 3
+        assert store.files[event.application_id].state == ROUTED
+        assert len(store.outboxes[event.application_id]) == 3
         with pytest.raises(AlreadyRouted):  # stored: no second decision, no 409 loop
             await routing.route_by_officer(event.application_id, "ALT-002", officer)
 
@@ -362,8 +347,8 @@ class TestReturn:
         await routing.statuses_changed([back])
         await routing.statuses_changed([back])  # a redelivery
 
-        doc = store.docs[event.application_id]
-        assert (doc["state"], doc["round"]) == (PENDING, 1)
+        file = store.files[event.application_id]
+        assert (file.state, file.round) == (PENDING, 1)
         waiting = [e for e in bus.on(topics.ROUTED) if e.event_type != "application.routed"]
         assert len(waiting) == 1 and "iade etti" in waiting[0].reason
         assert "Gerekçe: Konu belediyenin görev alanında." in waiting[0].reason
@@ -388,5 +373,5 @@ class TestReturn:
         await routing.statuses_changed(
             [returned(event, later).model_copy(update={"status": Status.opened})]
         )
-        assert store.docs[event.application_id]["state"] == ROUTED
+        assert store.files[event.application_id].state == ROUTED
         await routing.statuses_changed([returned(received(), later)])  # never seen here
