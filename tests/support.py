@@ -20,7 +20,9 @@ import email.policy
 import mailbox
 import random
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from stdnum.tr import tckimlik
 
 from services.common.auth import Role, issue_token
 from services.common.settings import Settings
+from services.reporting.domain import SummaryFold
 
 
 def valid_tckn(rng: random.Random) -> str:
@@ -138,3 +141,11 @@ def sms_texts_to(data_dir: Path, receiver_digits: str) -> list[str]:
     return [
         m.text for m in read_fakesmsc(data_dir / "fakesmsc.out") if m.receiver == receiver_digits
     ]
+
+
+def summarize(docs: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+    """The summary the report endpoint folds from these read-model documents."""
+    fold = SummaryFold(now)
+    for doc in docs:
+        fold.add(doc)
+    return fold.result()

@@ -31,15 +31,6 @@ def _public_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays("TR", years=year, categories=("public",)))
 
 
-@lru_cache(maxsize=64)
-def _half_days(year: int) -> frozenset[date]:
-    return frozenset(holidays.country_holidays("TR", years=year, categories=("half_day",)))
-
-
-def is_half_day(day: date) -> bool:
-    return day in _half_days(day.year)
-
-
 def is_business_day(day: date, extra_closed: Iterable[date] = ()) -> bool:
     if day.weekday() >= 5:
         return False

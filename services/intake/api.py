@@ -25,7 +25,7 @@ from services.common.auth import (
     require_roles,
 )
 from services.common.backpressure import Admission, Overloaded
-from services.common.events import ApplicationFacts, Channel, facts_of
+from services.common.events import APPLICATION_FACTS, Channel
 from services.common.pii import mask_phone
 from services.intake.handlers import (
     APPLICATIONS,
@@ -249,18 +249,15 @@ async def get_application(
         raise HTTPException(404, "Başvuru bulunamadı.")
     if principal.province is not None and principal.province != app.province_code:
         raise forbidden("Bu ilin başvurularını görme yetkiniz yok.")
-    facts = ApplicationFacts.model_validate(facts_of(app)).model_dump(mode="json")
+    applicant = app.applicant
     return {
-        "application_id": app.application_id,
-        **facts,
+        **app.model_dump(
+            mode="json",
+            include={*APPLICATION_FACTS, "application_id", "recorded_by", "submission_id"},
+        ),
         "received_at": app.received_at.astimezone(UTC).isoformat(timespec="milliseconds"),
         "applicant": {
-            "tckn_masked": app.tckn_masked,
-            "first_name": app.first_name,
-            "last_name": app.last_name,
-            "phone_masked": mask_phone(app.phone),
-            "email": app.email,
+            **applicant.model_dump(include={"tckn_masked", "first_name", "last_name", "email"}),
+            "phone_masked": mask_phone(applicant.phone),
         },
-        "recorded_by": app.recorded_by,
-        "submission_id": app.submission_id,
     }

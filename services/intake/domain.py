@@ -22,7 +22,13 @@ from pydantic_core import PydanticCustomError
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 from stdnum.tr import tckimlik
 
-from services.common.events import ApplicationType, Channel, Location
+from services.common.events import (
+    ApplicantContact,
+    ApplicationFacts,
+    ApplicationType,
+    Channel,
+    Location,
+)
 from services.common.turkish import turkish_lower, turkish_upper
 from services.common.turkish_time import ISTANBUL
 
@@ -421,26 +427,13 @@ class SequenceAllocator:
 # --- A registered application --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RegisteredApplication:
+class RegisteredApplication(ApplicationFacts):
     """What intake keeps and announces about an application; the clear TC Kimlik No is not here."""
 
+    model_config = ConfigDict(frozen=True)
+
     application_id: str
-    application_number: str
-    received_at: datetime
-    channel: Channel
-    application_type: ApplicationType
-    category_code: str | None
-    province_code: int
-    district: str
-    subject: str
-    text: str
-    location: Location | None
-    tckn_masked: str
-    first_name: str
-    last_name: str
-    phone: str  # E.164
-    email: str | None
+    applicant: ApplicantContact
     idempotency_key: str | None = None
     submission_id: str | None = None
     recorded_by: str | None = None

@@ -29,6 +29,7 @@ from services.common import topics
 from services.common.application_number import format_number
 from services.common.errors import translate_validation_errors
 from services.common.events import (
+    APPLICATION_FACTS,
     ApplicantContact,
     ApplicationReceived,
     ApplicationSubmitted,
@@ -129,16 +130,9 @@ def received_events(
         event_id=uuid.uuid5(_EVENT_NAMESPACE, f"{app.application_id}:received"),
         occurred_at=app.received_at,
         producer=PRODUCER,
-        application_id=app.application_id,
-        **facts_of(app),
-        applicant=ApplicantContact(
-            tckn_masked=app.tckn_masked,
-            first_name=app.first_name,
-            last_name=app.last_name,
-            phone=app.phone,
-            email=app.email,
+        **app.model_dump(
+            include={*APPLICATION_FACTS, "application_id", "applicant", "submission_id"}
         ),
-        submission_id=app.submission_id,
     )
     sms_key = f"{app.application_id}:received:sms"
     sms = NotificationRequest(
@@ -149,7 +143,7 @@ def received_events(
         application_number=app.application_number,
         idempotency_key=sms_key,
         channel=NotificationChannel.sms,
-        to=app.phone,
+        to=app.applicant.phone,
         template="application_received",
         params={"application_number": app.application_number, "tracking_url": tracking_url},
     )
@@ -245,11 +239,10 @@ class Intake:
             application_number=format_number(form.province_code, year, sequence),
             received_at=received_at,
             **facts_of(form, exclude=("application_number", "received_at")),
-            tckn_masked=mask_tckn(applicant.tckn),
-            first_name=applicant.first_name,
-            last_name=applicant.last_name,
-            phone=applicant.phone,
-            email=applicant.email,
+            applicant=ApplicantContact(
+                tckn_masked=mask_tckn(applicant.tckn),
+                **applicant.model_dump(include={"first_name", "last_name", "phone", "email"}),
+            ),
             fingerprint=fingerprint,
             idempotency_key=idempotency_key,
             submission_id=submission_id,

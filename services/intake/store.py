@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-from services.common.events import ApplicationFacts, facts_of
+from services.common.events import APPLICATION_FACTS
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Collection, Database
 from services.common.outbox import Delivery, Outbox, Pending
@@ -166,19 +166,17 @@ class ApplicationStore:
     def _to_document(
         self, app: RegisteredApplication, tckn: str, mother_maiden_initials: str
     ) -> dict[str, Any]:
+        applicant = app.applicant
         doc: dict[str, Any] = {
             "_id": app.application_id,
-            **ApplicationFacts.model_validate(facts_of(app)).model_dump(),
+            **app.model_dump(include=set(APPLICATION_FACTS)),
             "applicant": {
                 "tckn_enc": self._cipher.encrypt(tckn),
                 "tckn_bidx": self._cipher.blind_index(tckn),
-                "tckn_masked": app.tckn_masked,
-                "first_name": app.first_name,
-                "last_name": app.last_name,
+                **applicant.model_dump(include={"tckn_masked", "first_name", "last_name", "email"}),
                 "initials_enc": self._cipher.encrypt(mother_maiden_initials),
-                "phone_enc": self._cipher.encrypt(app.phone),
-                "phone_last4": app.phone[-4:],
-                "email": app.email,
+                "phone_enc": self._cipher.encrypt(applicant.phone),
+                "phone_last4": applicant.phone[-4:],
             },
         }
         # Absent rather than null: a sparse unique index would count every null as one value.
@@ -192,18 +190,11 @@ class ApplicationStore:
         if doc is None:
             return None
         applicant = doc["applicant"]
-        facts = ApplicationFacts.model_validate(doc)
-        return RegisteredApplication(
-            application_id=doc["_id"],
-            **facts_of(facts),
-            tckn_masked=applicant["tckn_masked"],
-            first_name=applicant["first_name"],
-            last_name=applicant["last_name"],
-            phone=self._cipher.decrypt(applicant["phone_enc"]),
-            email=applicant.get("email"),
-            fingerprint=doc.get("fingerprint"),
-            idempotency_key=doc.get("idempotency_key"),
-            submission_id=doc.get("submission_id"),
-            recorded_by=doc.get("recorded_by"),
-            published=not doc.get("outbox"),
+        return RegisteredApplication.model_validate(
+            {
+                **doc,
+                "application_id": doc["_id"],
+                "applicant": {**applicant, "phone": self._cipher.decrypt(applicant["phone_enc"])},
+                "published": not doc.get("outbox"),
+            }
         )

@@ -130,13 +130,6 @@ class Notifier:
         if failed:
             raise PartialFailure(failed)
 
-    async def handle_request(self, request: NotificationRequest) -> None:
-        """Sends one requested SMS or e-mail, at most once per idempotency key."""
-        try:
-            await self.handle_requests([request])
-        except PartialFailure as exc:
-            raise exc.failed[0] from None
-
     async def _handle_distinct(
         self, batch: list[tuple[int, NotificationRequest]], failed: dict[int, BaseException]
     ) -> None:

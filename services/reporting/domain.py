@@ -19,7 +19,7 @@ finer than the district.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -421,10 +421,3 @@ class SummaryFold:
 def _counts(counts: Mapping[Any, int], name: str) -> list[dict[str, Any]]:
     ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, -kv[1], str(kv[0])))
     return [{name: key, "total": total} for key, total in ordered]
-
-
-def summarize(docs: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
-    fold = SummaryFold(now)
-    for doc in docs:
-        fold.add(doc)
-    return fold.result()

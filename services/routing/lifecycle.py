@@ -13,10 +13,8 @@ from pydantic import BaseModel
 from services.common.business_days import answer_deadline
 from services.common.events import (
     ApplicantContact,
+    ApplicationFacts,
     ApplicationReceived,
-    ApplicationType,
-    Channel,
-    Location,
     Status,
     StatusChanged,
 )
@@ -31,19 +29,10 @@ class AlreadyRouted(Exception):
     """The application is not waiting for an officer (it was routed, and not returned since)."""
 
 
-class ApplicationRecord(BaseModel):
+class ApplicationRecord(ApplicationFacts):
     """What routing keeps of an application to route it now or later."""
 
     application_id: str
-    application_number: str
-    application_type: ApplicationType
-    channel: Channel
-    province_code: int
-    district: str
-    subject: str
-    text: str
-    location: Location | None = None
-    received_at: datetime
     applicant: ApplicantContact
 
     @classmethod
@@ -126,20 +115,14 @@ class RoutingFile(BaseModel):
         return self.application.application_id
 
 
-class PendingApplication(BaseModel):
-    """One line of the officers' queue (no personal data of the applicant)."""
+class PendingApplication(ApplicationFacts):
+    """One line of the officers' queue (no personal data of the applicant); `category_code` is
+    the one the citizen chose, if any."""
 
     application_id: str
-    application_number: str
-    application_type: ApplicationType
-    channel: Channel
-    province_code: int
-    district: str
-    subject: str
     excerpt: str
     reason: str
     suggestions: list[Suggestion]
-    received_at: datetime
     waiting_since: datetime
     returned_by: str | None = None
 

@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from services.common import topics
 from services.common.application_number import format_number, parse_number
 from services.common.auth import Role
+from services.common.events import ApplicantContact
 from services.common.settings import Settings
 from services.intake.app import build_app
 from services.intake.domain import RegisteredApplication
@@ -312,11 +313,9 @@ async def test_the_relay_publishes_what_a_crash_left_behind(service: Service) ->
         subject=form.subject,
         text=form.text,
         location=None,
-        tckn_masked="10*******46",
-        first_name="Ayşe",
-        last_name="Yılmaz",
-        phone="+905321234567",
-        email=None,
+        applicant=ApplicantContact(
+            tckn_masked="10*******46", first_name="Ayşe", last_name="Yılmaz", phone="+905321234567"
+        ),
     )
     # As if a process died right after its insert, before publishing anything.
     messages = received_messages(orphan, service.settings.public_tracking_url)

@@ -120,10 +120,19 @@ def again(request: NotificationRequest) -> NotificationRequest:
     return request.model_copy(update={"event_id": uuid.uuid4()})
 
 
+async def handle_one(harness: Harness, request: NotificationRequest) -> None:
+    """One request through the batch handler, its failure raised as itself (as the consumer
+    core retries it alone)."""
+    try:
+        await harness.notifier.handle_requests([request])
+    except PartialFailure as exc:
+        raise exc.failed[0] from None
+
+
 async def test_sent_once_then_duplicates_send_nothing(harness: Harness):
     request = sms_request()
     key = request.idempotency_key
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert len(harness.sms.sent) == 1
     sent = harness.sms.sent[0]
     assert sent["to"] == "905321234567"
@@ -134,8 +143,8 @@ async def test_sent_once_then_duplicates_send_nothing(harness: Harness):
     assert (result.status, result.segments) == ("sent", 2)
     assert result.application_id == request.application_id
 
-    await harness.notifier.handle_request(again(request))  # a repeat: announced, not sent
-    await harness.notifier.handle_request(request)  # a redelivery: the result again, not sent
+    await handle_one(harness, again(request))  # a repeat: announced, not sent
+    await handle_one(harness, request)  # a redelivery: the result again, not sent
     assert len(harness.sms.sent) == 1
     assert harness.statuses(key) == ["sent", "skipped_duplicate", "sent"]
     doc = await harness.store.get(key)
@@ -153,11 +162,11 @@ async def test_redelivery_after_a_crash_is_uncertain_never_resent(harness: Harne
 
     harness.sms.during_send = die
     with pytest.raises(RuntimeError):
-        await harness.notifier.handle_request(request)
+        await handle_one(harness, request)
     harness.sms.during_send = None
     before = UNCERTAIN.labels("sms", "redelivered_while_sending")._value.get()
 
-    await harness.notifier.handle_request(request)  # Kafka redelivers the uncommitted event
+    await handle_one(harness, request)  # Kafka redelivers the uncommitted event
 
     assert len(harness.sms.sent) == 1
     assert UNCERTAIN.labels("sms", "redelivered_while_sending")._value.get() == before + 1
@@ -172,7 +181,7 @@ async def test_redelivery_after_a_crash_is_uncertain_never_resent(harness: Harne
 async def test_unreachable_gateway_is_retried_with_backoff(harness: Harness):
     harness.sms.replies = [DOWN, DOWN, ACCEPTED]
     request = sms_request()
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert len(harness.sms.sent) == 3
     assert harness.sleeps == [0.5, 1.0]
     assert harness.statuses(request.idempotency_key) == ["sent"]
@@ -183,7 +192,7 @@ async def test_unreachable_gateway_is_retried_with_backoff(harness: Harness):
 async def test_gateway_down_for_good_fails_and_lets_go(harness: Harness):
     harness.sms.replies = [DOWN] * 10
     request = sms_request()
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert len(harness.sms.sent) == harness.notifier.send_attempts == 4
     assert harness.sleeps == [0.5, 1.0, 2.0]
     [result] = harness.results
@@ -193,7 +202,7 @@ async def test_gateway_down_for_good_fails_and_lets_go(harness: Harness):
 async def test_permanent_rejection_fails_at_once(harness: Harness):
     harness.sms.replies = [BAD_NUMBER]
     request = sms_request()
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert len(harness.sms.sent) == 1 and harness.sleeps == []
     assert harness.statuses(request.idempotency_key) == ["failed"]
 
@@ -201,7 +210,7 @@ async def test_permanent_rejection_fails_at_once(harness: Harness):
 async def test_no_answer_is_uncertain_and_not_retried(harness: Harness):
     harness.sms.replies = [NO_ANSWER]
     request = sms_request()
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert len(harness.sms.sent) == 1
     assert harness.results == []
     doc = await harness.store.get(request.idempotency_key)
@@ -211,7 +220,7 @@ async def test_no_answer_is_uncertain_and_not_retried(harness: Harness):
 
 async def test_invalid_number_fails_without_calling_kannel(harness: Harness):
     request = sms_request(to="+90 53x")
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert harness.sms.sent == []
     [result] = harness.results
     assert result.status == "failed" and "telefon" in (result.detail or "")
@@ -220,10 +229,10 @@ async def test_invalid_number_fails_without_calling_kannel(harness: Harness):
 async def test_unknown_template_is_permanent_and_stores_nothing(harness: Harness):
     request = sms_request(template="no_such_template")
     with pytest.raises(PermanentError, match="Bilinmeyen şablon"):
-        await harness.notifier.handle_request(request)
+        await handle_one(harness, request)
     missing = sms_request(params={"application_number": "20-2026-0000123-4"})
     with pytest.raises(PermanentError, match="tracking_url"):
-        await harness.notifier.handle_request(missing)
+        await handle_one(harness, missing)
     assert harness.sms.sent == [] and harness.results == []
     assert await harness.store.get(request.idempotency_key) is None
     assert await harness.store.get(missing.idempotency_key) is None
@@ -238,7 +247,7 @@ async def test_delivery_report_before_the_sent_write_is_applied_after_it(harness
         outcomes.append(await harness.notifier.handle_delivery_report(key, 1, ""))
 
     harness.sms.during_send = kannel_reports_at_once
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     assert outcomes == ["recorded"]
     assert harness.statuses(key) == ["sent", "delivered"]
     doc = await harness.store.get(key)
@@ -248,7 +257,7 @@ async def test_delivery_report_before_the_sent_write_is_applied_after_it(harness
 async def test_delivery_reports_are_idempotent_and_first_final_wins(harness: Harness):
     request = sms_request()
     key = request.idempotency_key
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     notifier = harness.notifier
     assert await notifier.handle_delivery_report(key, 8, "ACK/") == "recorded"
     assert await notifier.handle_delivery_report(key, 1, "") == "settled"
@@ -264,7 +273,7 @@ async def test_delivery_reports_are_idempotent_and_first_final_wins(harness: Har
 
 async def test_failed_delivery_report(harness: Harness):
     request = sms_request()
-    await harness.notifier.handle_request(request)
+    await handle_one(harness, request)
     key = request.idempotency_key
     assert await harness.notifier.handle_delivery_report(key, 16, "SMSC reject") == "settled"
     assert harness.statuses(key) == ["sent", "failed"]
@@ -288,8 +297,8 @@ async def test_email_is_sent_once(harness: Harness):
             "deadline_at": "2026-03-02T09:30:00Z",
         },
     )
-    await harness.notifier.handle_request(request)
-    await harness.notifier.handle_request(again(request))
+    await handle_one(harness, request)
+    await handle_one(harness, again(request))
     assert len(harness.email.sent) == 1
     to, rendered = harness.email.sent[0]
     assert to == "yazi.isleri@pamukkale.bel.tr"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,7 +68,7 @@ class FakeOutbox:
                 assert message.event is not None and message.key is not None
                 await self.bus.publish(message.topic, message.event, message.key)
             app = self.store.apps[item.document_id]
-            self.store.apps[item.document_id] = replace(app, published=True)
+            self.store.apps[item.document_id] = app.model_copy(update={"published": True})
             del self.store.outboxes[item.document_id]
 
     async def flush(self) -> None:

@@ -23,8 +23,9 @@ from services.common.events import (
 )
 from services.common.turkish_time import ISTANBUL
 from services.reporting import domain
-from services.reporting.domain import Patch, summarize
+from services.reporting.domain import Patch
 from services.reporting.query import Period, QueryError, parse_period, parse_province
+from tests.support import summarize
 
 # Monday 4 March 2024, 10:00 in Istanbul; no holidays that week or the next.
 MONDAY = datetime(2024, 3, 4, 10, 0, tzinfo=ISTANBUL)

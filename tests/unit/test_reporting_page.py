@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime
 
 from services.reporting import page
-from services.reporting.domain import summarize
 from services.reporting.query import parse_period
+from tests.support import summarize
 
 NOW = datetime(2024, 4, 1, 9, 30, tzinfo=UTC)
 
