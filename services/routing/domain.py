@@ -123,10 +123,8 @@ class Heading(BaseModel):
     categories: list[Category] = Field(min_length=1)
 
 
-class Decision(BaseModel):
-    """Where one application goes: its category and the institution that must answer."""
-
-    model_config = ConfigDict(frozen=True)
+class Placement(BaseModel):
+    """Where an application belongs: its category, heading and the institution that answers."""
 
     category_code: str
     category_name: str
@@ -135,6 +133,13 @@ class Decision(BaseModel):
     institution_code: str
     institution_kind: str
     institution_name: str
+
+
+class Decision(Placement):
+    """Where one application goes, with the address its institution is told at."""
+
+    model_config = ConfigDict(frozen=True)
+
     institution_email: str
 
 

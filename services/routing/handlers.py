@@ -44,6 +44,8 @@ from services.routing.store import RoutingRecords
 
 PRODUCER = "routing"
 EMAIL_TEMPLATE = "institution_assignment"
+# What of a routing decision the institution's queue entry carries.
+ASSIGNED = {"institution_code", "category_code", "category_name", "heading_code", "deadline_at"}
 # Namespace of routing's deterministic event ids (uuid5 of application, round and event kind).
 _EVENT_IDS = uuid.UUID("6f1d7c3e-2a4b-5e8f-9c1d-20a1c1c4a9e1")
 
@@ -212,30 +214,15 @@ class Routing:
         app_id = app.application_id
         routed = ApplicationRouted(
             event_id=event_id(app_id, round_, "routed"),
-            application_id=app_id,
-            application_number=app.application_number,
             producer=PRODUCER,
-            category_code=decision.category_code,
-            category_name=decision.category_name,
-            heading_code=decision.heading_code,
-            heading_name=decision.heading_name,
-            institution_code=decision.institution_code,
-            institution_kind=decision.institution_kind,
-            institution_name=decision.institution_name,
-            routed_by=routing.routed_by,
-            officer=routing.officer,
-            deadline_at=routing.deadline_at,
+            **routing.model_dump(exclude={"routed_at"}),
         )
         assignment = InstitutionAssignment(
             event_id=event_id(app_id, round_, "assignment"),
             application_id=app_id,
             producer=PRODUCER,
             **facts_of(app, exclude=("category_code",)),
-            institution_code=decision.institution_code,
-            category_code=decision.category_code,
-            category_name=decision.category_name,
-            heading_code=decision.heading_code,
-            deadline_at=routing.deadline_at,
+            **routing.model_dump(include=ASSIGNED),
             applicant=app.applicant,
         )
         key = email_key(app_id, decision.institution_code, round_)

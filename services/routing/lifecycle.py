@@ -18,7 +18,14 @@ from services.common.events import (
     Status,
     StatusChanged,
 )
-from services.routing.domain import MAX_SUGGESTIONS, PENDING_SUFFIX, Decision, Pending, Suggestion
+from services.routing.domain import (
+    MAX_SUGGESTIONS,
+    PENDING_SUFFIX,
+    Decision,
+    Pending,
+    Placement,
+    Suggestion,
+)
 
 State = Literal["pending", "routed"]
 PENDING: State = "pending"
@@ -45,18 +52,11 @@ class ApplicationRecord(ApplicationFacts):
         return f"{self.subject}\n{self.text}"
 
 
-class RoutingRecord(BaseModel):
+class RoutingRecord(Placement):
     """A routing decision as stored and as the officer's endpoint answers it."""
 
     application_id: str
     application_number: str
-    category_code: str
-    category_name: str
-    heading_code: str
-    heading_name: str
-    institution_code: str
-    institution_kind: str
-    institution_name: str
     routed_by: Literal["auto", "officer"]
     officer: str | None = None
     routed_at: datetime
