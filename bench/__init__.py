@@ -1,0 +1,1 @@
+"""Benchmarks of the whole running stack; each script prints its figures."""

@@ -1,0 +1,1 @@
+"""Deployment: the local stack (deploy/local) and the production manifests."""
