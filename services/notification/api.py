@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.common.auth import Principal, Role, forbidden, require_roles
 from services.common.errors import field_error
 from services.notification import domain
+from services.notification.domain import Message, MessageSummary, ReportEntry
 from services.notification.handlers import Notifier
 
 router = APIRouter()
@@ -21,31 +21,11 @@ def get_notifier(request: Request) -> Notifier:
     return notifier
 
 
-class DeliveryReportView(BaseModel):
-    status: int
-    name: str
-    answer: str | None = None
-    at: datetime | None = None
+class NotificationView(MessageSummary):
+    """A message as the state endpoint answers it: the recipient masked, reports in order."""
 
-
-class NotificationView(BaseModel):
-    idempotency_key: str
-    channel: str
-    template: str
-    state: str
     recipient: str
-    application_id: str | None = None
-    application_number: str | None = None
-    encoding: str | None = None
-    segments: int | None = None
-    attempts: int | None = None
-    gateway_answer: str | None = None
-    error: str | None = None
-    uncertain_reason: str | None = None
-    created_at: datetime
-    sent_at: datetime | None = None
-    settled_at: datetime | None = None
-    delivery_reports: list[DeliveryReportView] = []
+    delivery_reports: list[ReportEntry] = Field(default_factory=list)
 
 
 class DeliveryReportAck(BaseModel):
@@ -63,10 +43,10 @@ async def notification_state(
     notifier: Annotated[Notifier, Depends(get_notifier)],
     _: Annotated[Principal, Depends(require_roles(Role.supervisor))],
 ) -> NotificationView:
-    doc = await notifier.store.get(idempotency_key)
-    if doc is None:
+    message = await notifier.store.get(idempotency_key)
+    if message is None:
         raise HTTPException(404, "Bu anahtarla bir bildirim bulunamadı.")
-    return _view(doc)
+    return _view(message)
 
 
 @router.get(
@@ -102,28 +82,9 @@ async def sms_delivery_report(
     return DeliveryReportAck(result=outcome)
 
 
-def _view(doc: dict[str, Any]) -> NotificationView:
+def _view(message: Message) -> NotificationView:
     return NotificationView(
-        idempotency_key=doc["_id"],
-        channel=doc["channel"],
-        template=doc["template"],
-        state=doc["state"],
-        recipient=doc.get("recipient_masked", "***"),
-        application_id=doc.get("application_id"),
-        application_number=doc.get("application_number"),
-        encoding=doc.get("encoding"),
-        segments=doc.get("segments"),
-        attempts=doc.get("attempts"),
-        gateway_answer=doc.get("gateway_answer"),
-        error=doc.get("error"),
-        uncertain_reason=doc.get("uncertain_reason"),
-        created_at=doc["created_at"],
-        sent_at=doc.get("sent_at"),
-        settled_at=doc.get("settled_at"),
-        delivery_reports=[
-            DeliveryReportView(**report)
-            for report in sorted(
-                (doc.get("delivery_reports") or {}).values(), key=lambda r: str(r.get("at", ""))
-            )
-        ],
+        **message.model_dump(include=set(MessageSummary.model_fields)),
+        recipient=message.recipient_masked,
+        delivery_reports=sorted(message.delivery_reports.values(), key=lambda r: r.at),
     )

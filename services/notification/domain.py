@@ -9,10 +9,14 @@ import hmac
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 from urllib.parse import quote
 
+from pydantic import BaseModel
+
+from services.common.events import NotificationChannel
 from services.common.pii import mask_phone
 
 # --- SMS encoding -------------------------------------------------------------------------------
@@ -236,6 +240,64 @@ _DLR = {
 
 def delivery_report(code: int) -> DeliveryReport:
     return _DLR.get(code, DeliveryReport(code, "unknown", None))
+
+
+class ReportEntry(BaseModel):
+    """One of Kannel's delivery reports as kept on its message."""
+
+    status: int
+    name: str
+    answer: str = ""
+    at: datetime
+
+    @classmethod
+    def of(cls, code: int, answer: str, at: datetime) -> ReportEntry:
+        return cls(status=code, name=delivery_report(code).name, answer=answer[:200], at=at)
+
+    @property
+    def detail(self) -> str:
+        return f"DLR {self.status} {self.name}" + (f": {self.answer}" if self.answer else "")
+
+
+class MessageSummary(BaseModel):
+    """Where one message stands, as an operator may see it: no recipient in clear."""
+
+    idempotency_key: str
+    channel: NotificationChannel
+    template: str
+    state: NotificationState
+    application_id: str | None = None
+    application_number: str | None = None
+    encoding: str | None = None
+    segments: int | None = None
+    attempts: int | None = None
+    gateway_answer: str | None = None
+    error: str | None = None
+    uncertain_reason: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+    settled_at: datetime | None = None
+
+
+class Message(MessageSummary):
+    """Notification's record of one idempotency key: what was asked, and where it stands."""
+
+    request_event_id: str
+    recipient_masked: str
+    recipient_enc: str  # sealed: for an operator's investigation only
+    updated_at: datetime
+    settled_by: ReportEntry | None = None
+    # By report status ("1", "2", ...): a repeated report overwrites itself.
+    delivery_reports: dict[str, ReportEntry] = {}
+    # A final report that came before the gateway's answer was written (store.py).
+    early_report: ReportEntry | None = None
+
+    @property
+    def detail(self) -> str | None:
+        """What decided its state: the final report, else the gateway's answer or the error."""
+        if self.settled_by is not None:
+            return self.settled_by.detail
+        return self.gateway_answer or self.error
 
 
 _B64_PREFIX = "b64."

@@ -24,7 +24,9 @@ from services.notification.domain import (
     GatewayOutcome,
     GatewayReply,
     InvalidRecipient,
+    Message,
     NotificationState,
+    ReportEntry,
 )
 from services.notification.gateways import EmailGateway, SmsGateway, dlr_url
 from services.notification.metrics import (
@@ -55,7 +57,7 @@ T = TypeVar("T")
 # requests in flight, over the HTTP client's pooled connections.
 SEND_CONCURRENCY = 16
 
-_WAITING_FOR_DELIVERY = (NotificationState.sent.value, NotificationState.uncertain.value)
+_WAITING_FOR_DELIVERY = (NotificationState.sent, NotificationState.uncertain)
 
 
 class Notifier:
@@ -155,7 +157,7 @@ class Notifier:
                 results.extend([result] if result else [])
             elif job.address is None:
                 FAILED.labels(job.request.channel.value, "invalid_recipient").inc()
-                results.append(_result(job.record, "failed", job.record.get("error")))
+                results.append(_result(job.record, "failed", job.record.error))
             else:
                 to_send.append(job)
 
@@ -206,16 +208,15 @@ class Notifier:
         keys = [
             job.request.idempotency_key
             for job, _reply, _attempts, state in answered
-            if job.request.channel is NotificationChannel.sms
-            and state.value in _WAITING_FOR_DELIVERY
+            if job.request.channel is NotificationChannel.sms and state in _WAITING_FOR_DELIVERY
         ]
         if keys:
             early = await self._persist(lambda: self.store.with_early_reports(keys))
             settled = await asyncio.gather(
                 *(
-                    self._settle(doc["_id"], doc["early_report"])
-                    for doc in early
-                    if doc["state"] in _WAITING_FOR_DELIVERY
+                    self._settle(message.idempotency_key, message.early_report)
+                    for message in early
+                    if message.state in _WAITING_FOR_DELIVERY and message.early_report
                 )
             )
             if any(settled):
@@ -245,11 +246,11 @@ class Notifier:
             await self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
 
     async def _on_known_key(
-        self, request: NotificationRequest, existing: dict[str, Any]
+        self, request: NotificationRequest, existing: Message
     ) -> NotificationResult | None:
         channel = request.channel.value
-        state = existing.get("state")
-        redelivered = existing.get("request_event_id") == str(request.event_id)
+        state = existing.state
+        redelivered = existing.request_event_id == str(request.event_id)
         DUPLICATES.labels(channel, "redelivered" if redelivered else "repeated").inc()
         if redelivered and state == NotificationState.sending:
             key = request.idempotency_key
@@ -261,8 +262,8 @@ class Notifier:
                 )
             return None
         if redelivered:
-            status = domain.result_status(str(state))
-            return None if status is None else _result(existing, status, _detail(existing))
+            status = domain.result_status(state)
+            return None if status is None else _result(existing, status, existing.detail)
         log.info("duplicate request, not sent", extra={**self._log(request), "state": state})
         return _result(existing, "skipped_duplicate", f"zaten işlendi: {state}")
 
@@ -271,13 +272,13 @@ class Notifier:
         request: NotificationRequest,
         state: NotificationState,
         reply: GatewayReply,
-        record: dict[str, Any],
+        record: Message,
     ) -> None:
         channel = request.channel.value
         if state is NotificationState.sent:
             SENT.labels(channel).inc()
-            if "segments" in record:
-                SMS_SEGMENTS.labels(record["encoding"]).observe(record["segments"])
+            if record.encoding and record.segments:
+                SMS_SEGMENTS.labels(record.encoding).observe(record.segments)
         elif state is NotificationState.failed:
             reason = "rejected" if reply.outcome is GatewayOutcome.rejected else "unreachable"
             FAILED.labels(channel, reason).inc()
@@ -295,7 +296,7 @@ class Notifier:
         """Applies one Kannel delivery report; a repeated report changes nothing."""
         kind = domain.delivery_report(code)
         DELIVERY_REPORTS.labels(kind.name).inc()
-        report = {"status": code, "name": kind.name, "answer": answer[:200], "at": utcnow()}
+        report = ReportEntry.of(code, answer, utcnow())
         if kind.final_state is None:
             return "unknown" if await self.store.add_report(key, report) is None else "recorded"
         # Kannel may report before our own "sent" write lands (fakesmsc does, within ms): then
@@ -308,26 +309,26 @@ class Notifier:
                 return "settled"
             if await self.store.park_early_report(key, report):
                 return "recorded"
-            doc = await self.store.add_report(key, report)
-            if doc is None:
+            message = await self.store.add_report(key, report)
+            if message is None:
                 return "unknown"
-            if doc["state"] not in _WAITING_FOR_DELIVERY:
+            if message.state not in _WAITING_FOR_DELIVERY:
                 return "ignored"  # already settled (first final report wins) or failed
         return "recorded"
 
-    async def _settle(self, key: str, report: dict[str, Any]) -> NotificationResult | None:
+    async def _settle(self, key: str, report: ReportEntry) -> NotificationResult | None:
         """Applies a final report to a message waiting for one; the result to announce, or
         None when it was not waiting (exactly one caller gets the result)."""
-        final_state = domain.delivery_report(int(report["status"])).final_state
+        final_state = domain.delivery_report(report.status).final_state
         if final_state is None:
             return None
-        doc = await self.store.settle_delivery(key, final_state, report, utcnow())
-        if doc is None:
+        message = await self.store.settle_delivery(key, final_state, report, utcnow())
+        if message is None:
             return None
         if final_state is NotificationState.failed:
-            FAILED.labels(doc["channel"], "delivery_report").inc()
+            FAILED.labels(message.channel.value, "delivery_report").inc()
         status = domain.result_status(final_state)
-        return None if status is None else _result(doc, status, _report_detail(report))
+        return None if status is None else _result(message, status, report.detail)
 
     # --- shared --------------------------------------------------------------------------------
 
@@ -363,7 +364,7 @@ class _Job:
     request: NotificationRequest
     rendered: RenderedSms | RenderedEmail
     address: str | None  # None: the recipient is invalid (the record says why)
-    record: dict[str, Any]
+    record: Message
 
 
 def _recipient(request: NotificationRequest) -> tuple[str | None, str | None]:
@@ -376,26 +377,18 @@ def _recipient(request: NotificationRequest) -> tuple[str | None, str | None]:
         return None, str(exc)
 
 
-def _result(doc: dict[str, Any], status: ResultStatus, detail: str | None) -> NotificationResult:
+def _result(message: Message, status: ResultStatus, detail: str | None) -> NotificationResult:
     return NotificationResult(
-        application_id=doc.get("application_id"),
-        application_number=doc.get("application_number"),
         producer=SERVICE,
-        idempotency_key=doc["_id"],
-        channel=NotificationChannel(doc["channel"]),
+        **message.model_dump(
+            include={
+                "application_id",
+                "application_number",
+                "idempotency_key",
+                "channel",
+                "segments",
+            }
+        ),
         status=status,
         detail=detail,
-        segments=doc.get("segments"),
     )
-
-
-def _detail(doc: dict[str, Any]) -> str | None:
-    settled = doc.get("settled_by")
-    if settled:
-        return _report_detail(settled)
-    return doc.get("gateway_answer") or doc.get("error")
-
-
-def _report_detail(report: dict[str, Any]) -> str:
-    answer = report.get("answer") or ""
-    return f"DLR {report['status']} {report['name']}" + (f": {answer}" if answer else "")

@@ -148,9 +148,9 @@ async def test_sent_once_then_duplicates_send_nothing(harness: Harness):
     assert len(harness.sms.sent) == 1
     assert harness.statuses(key) == ["sent", "skipped_duplicate", "sent"]
     doc = await harness.store.get(key)
-    assert doc is not None and doc["state"] == "sent"
-    assert doc["recipient_masked"] == "+90 5** *** ** 67"
-    assert "5321234567" not in str({k: v for k, v in doc.items() if k != "recipient_enc"})
+    assert doc is not None and doc.state == "sent"
+    assert doc.recipient_masked == "+90 5** *** ** 67"
+    assert "5321234567" not in str(doc.model_dump(exclude={"recipient_enc"}))
 
 
 async def test_redelivery_after_a_crash_is_uncertain_never_resent(harness: Harness):
@@ -171,7 +171,7 @@ async def test_redelivery_after_a_crash_is_uncertain_never_resent(harness: Harne
     assert len(harness.sms.sent) == 1
     assert UNCERTAIN.labels("sms", "redelivered_while_sending")._value.get() == before + 1
     doc = await harness.store.get(key)
-    assert doc is not None and doc["state"] == "uncertain"
+    assert doc is not None and doc.state == "uncertain"
     assert harness.results == []
     # Kannel did send it after all: its delivery report settles the question.
     assert await harness.notifier.handle_delivery_report(key, 1, "") == "settled"
@@ -186,7 +186,7 @@ async def test_unreachable_gateway_is_retried_with_backoff(harness: Harness):
     assert harness.sleeps == [0.5, 1.0]
     assert harness.statuses(request.idempotency_key) == ["sent"]
     doc = await harness.store.get(request.idempotency_key)
-    assert doc is not None and doc["attempts"] == 3
+    assert doc is not None and doc.attempts == 3
 
 
 async def test_gateway_down_for_good_fails_and_lets_go(harness: Harness):
@@ -214,8 +214,8 @@ async def test_no_answer_is_uncertain_and_not_retried(harness: Harness):
     assert len(harness.sms.sent) == 1
     assert harness.results == []
     doc = await harness.store.get(request.idempotency_key)
-    assert doc is not None and doc["state"] == "uncertain"
-    assert doc["uncertain_reason"] == "no_gateway_answer"
+    assert doc is not None and doc.state == "uncertain"
+    assert doc.uncertain_reason == "no_gateway_answer"
 
 
 async def test_invalid_number_fails_without_calling_kannel(harness: Harness):
@@ -251,7 +251,7 @@ async def test_delivery_report_before_the_sent_write_is_applied_after_it(harness
     assert outcomes == ["recorded"]
     assert harness.statuses(key) == ["sent", "delivered"]
     doc = await harness.store.get(key)
-    assert doc is not None and doc["state"] == "delivered"
+    assert doc is not None and doc.state == "delivered"
 
 
 async def test_delivery_reports_are_idempotent_and_first_final_wins(harness: Harness):
@@ -266,9 +266,9 @@ async def test_delivery_reports_are_idempotent_and_first_final_wins(harness: Har
     assert await notifier.handle_delivery_report("no-such-key", 1, "") == "unknown"
     assert harness.statuses(key) == ["sent", "delivered"]
     doc = await harness.store.get(key)
-    assert doc is not None and doc["state"] == "delivered"
-    assert set(doc["delivery_reports"]) == {"8", "1", "2"}
-    assert doc["settled_by"]["status"] == 1
+    assert doc is not None and doc.state == "delivered"
+    assert set(doc.delivery_reports) == {"8", "1", "2"}
+    assert doc.settled_by is not None and doc.settled_by.status == 1
 
 
 async def test_failed_delivery_report(harness: Harness):
@@ -308,7 +308,7 @@ async def test_email_is_sent_once(harness: Harness):
         ("skipped_duplicate", None),
     ]
     doc = await harness.store.get(request.idempotency_key)
-    assert doc is not None and doc["recipient_masked"] == "ya***@pamukkale.bel.tr"
+    assert doc is not None and doc.recipient_masked == "ya***@pamukkale.bel.tr"
 
 
 async def test_a_batch_sends_each_key_once_and_fails_only_its_bad_request(harness: Harness):
