@@ -200,6 +200,18 @@ def render(name: str, values: dict[str, object], target: str) -> None:
     Path(target).write_text(text)
 
 
+def alive(proc: psutil.Process) -> bool:
+    """Still holding what it had. A zombie has let go of its ports and files: it has stopped,
+    whenever its parent gets round to reaping it."""
+    try:
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return True
+        proc.wait(timeout=0)  # our own child (the tests' broker): reaped here
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+    return False
+
+
 def wait_until(check: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not check():
@@ -664,16 +676,17 @@ class Stack:
         if not running:
             return
         grace = max(self.components[name].grace for name in running)
-        _, alive = psutil.wait_procs(list(running.values()), timeout=grace)
+        procs = list(running.values())
+        wait_until(lambda: not any(map(alive, procs)), grace)
         for name, proc in running.items():
-            if proc in alive:
+            if alive(proc):
                 print(
                     f"[stack] warning: {name} (pid {proc.pid}) did not stop in {grace:g} s: KILL",
                     file=sys.stderr,
                 )
                 for marked in self._marked(name):
                     marked.kill()
-        psutil.wait_procs(alive, timeout=10)
+        wait_until(lambda: not any(map(alive, procs)), 10)
         for name in running:
             self.pid_file(name).unlink(missing_ok=True)
             say(f"{name}: stopped")
