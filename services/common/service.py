@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -151,7 +152,15 @@ class Service:
                         await hook()
                 await runtime.mongo.close()
 
-        app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+        # /docs and /redoc with their scripts served by the service itself: a closed network
+        # has no CDN. No online validator badge either (Swagger UI would call swagger.io).
+        app = FastAPIOffline(
+            title=title,
+            description=description,
+            version="1.0.0",
+            lifespan=lifespan,
+            swagger_ui_parameters={"validatorUrl": None},
+        )
         app.state.runtime = runtime
         install_error_handlers(app)
         app.add_middleware(MetricsMiddleware)
