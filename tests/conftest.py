@@ -14,10 +14,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from fastapi import FastAPI
 
 from services.common import messaging, topics
 from services.common.auth import Role
 from services.common.settings import Settings
+from services.routing.messaging import taxonomy_published
+from services.routing.taxonomy import default_registry
 from tests.support import bearer
 
 
@@ -49,6 +52,21 @@ async def produce(
         await producer.send_and_wait(topic, body, key=key.encode() if key else None)
     finally:
         await producer.stop()
+
+
+async def intake_serves_denizli(app: FastAPI, settings: Settings, timeout: float = 60) -> None:
+    """Routing's announcement of Denizli, as every routing start makes it, and the wait until
+    the intake `app` has read it: intake registers nothing for a province it has not heard of."""
+    event = taxonomy_published(default_registry().for_province(20))
+    await produce(settings.kafka_bootstrap, topics.TAXONOMY, event.to_bytes(), "20")
+    await intake_takes(app, [20], timeout)
+
+
+async def intake_takes(app: FastAPI, provinces: Sequence[int], timeout: float = 60) -> None:
+    """Wait until the intake `app` serves these provinces and admits applications."""
+    async with asyncio.timeout(timeout):
+        while not all(p in app.state.served for p in provinces) or app.state.admission.down:
+            await asyncio.sleep(0.1)
 
 
 async def consume_until(

@@ -68,7 +68,9 @@ async def create_missing(
 ) -> list[str]:
     existing = set(await admin.list_topics())
     new = [
-        NewTopic(name, n, replication) for name, n in sorted(wanted.items()) if name not in existing
+        NewTopic(name, n, replication, topic_configs=topics.CONFIGS.get(name, {}))
+        for name, n in sorted(wanted.items())
+        if name not in existing
     ]
     if not new:
         return []

@@ -31,7 +31,12 @@ _DOWN = (
     "Başvurular şu anda kaydedilemiyor: {what} yanıt vermiyor. Başvurunuz kaydedilmedi; "
     "lütfen {seconds} saniye sonra tekrar deneyin."
 )
-_WHAT = {"mongodb": "veritabanı", "kafka": "mesaj altyapısı", "probe": "sistem"}
+_WHAT = {
+    "mongodb": "veritabanı",
+    "kafka": "mesaj altyapısı",
+    "taxonomy": "yönlendirme servisi (il ve konu tablosu)",
+    "probe": "sistem",
+}
 _BUSY = (
     "Sistem şu anda çok yoğun. Başvurunuz kaydedilmedi; lütfen {seconds} saniye sonra tekrar "
     "deneyin."

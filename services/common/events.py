@@ -102,6 +102,19 @@ class Envelope(BaseModel):
         return {"event_type": self.event_type, "content-type": "application/json"}
 
 
+class TaxonomyPublished(Envelope):
+    """A province routing serves, with the version of its taxonomy (topic `acikkapi.taxonomy`,
+    key: the plate code). Intake registers applications only for these provinces."""
+
+    EVENT_TYPE: ClassVar[str] = "taxonomy.published"
+
+    province_code: int = Field(ge=1, le=81)
+    province: str
+    version: str
+    districts: list[str]
+    category_codes: list[str]
+
+
 class ApplicationSubmitted(Envelope):
     """A submission on `acikkapi.intake.submissions`: the HTTP body plus `submission_id`.
 

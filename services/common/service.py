@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,6 +47,8 @@ class Runtime:
         self.mongo = mongo
         self.started = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # A service's own conditions for /readyz beside Kafka and MongoDB (name → check).
+        self.checks: dict[str, Callable[[], bool]] = {}
 
     async def ready(self) -> dict[str, bool]:
         """Kafka and MongoDB asked side by side, each given 2 s to answer."""
@@ -55,8 +57,10 @@ class Runtime:
             return self.started.is_set() and bool(await self.broker.ping(timeout=2.0))
 
         kafka_ok, mongo_ok = await asyncio.gather(kafka(), mongo_ping(self.mongo))
-        READY.set(1 if kafka_ok and mongo_ok else 0)
-        return {"kafka": bool(kafka_ok), "mongodb": mongo_ok, "consumers": self.started.is_set()}
+        checks = {"kafka": bool(kafka_ok), "mongodb": mongo_ok, "consumers": self.started.is_set()}
+        checks |= {name: check() for name, check in self.checks.items()}
+        READY.set(1 if all(checks.values()) else 0)
+        return checks
 
 
 def serve(service: str, settings: Settings) -> None:
@@ -100,12 +104,14 @@ class Service:
         on_startup: Sequence[Hook] = (),
         background: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
+        ready_checks: Mapping[str, Callable[[], bool]] | None = None,
     ) -> FastAPI:
         """A FastAPI app whose lifespan connects MongoDB and Kafka, retrying until both answer.
 
         HTTP comes up at once (`/healthz` answers), `/readyz` says 503 until the dependencies do.
         """
         runtime = self.runtime
+        runtime.checks.update(ready_checks or {})
         settings = runtime.settings
         configure_logging(runtime.name, settings.log_level)
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     notification_port: int = SERVICE_PORTS["notification"]
     reporting_port: int = SERVICE_PORTS["reporting"]
 
+    # A folder of further taxonomy_<province>.json files for routing (a province added as data).
+    taxonomy_dir: str = ""
+
     # Public address of the citizens' status page, printed in SMS texts.
     public_tracking_url: str = "http://127.0.0.1:8003/takip"
     default_province_code: int = 20

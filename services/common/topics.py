@@ -14,6 +14,8 @@ DEADLINES = "acikkapi.deadlines"
 NOTIFICATION_REQUESTS = "acikkapi.notifications.requests"
 NOTIFICATION_RESULTS = "acikkapi.notifications.results"
 INSTITUTION_PREFIX = "acikkapi.institution."
+# Which provinces routing serves, one message per province (key: its plate code), compacted.
+TAXONOMY = "acikkapi.taxonomy"
 
 # Partition counts for the local stack and the default for production topic creation.
 # Keyed topics need enough partitions for the consumer groups to scale out.
@@ -27,7 +29,10 @@ PARTITIONS: dict[str, int] = {
     DEADLINES: 3,
     NOTIFICATION_REQUESTS: 6,
     NOTIFICATION_RESULTS: 3,
+    TAXONOMY: 1,
 }
+# Topics that keep only the newest message per key: every reader reads them whole on start.
+CONFIGS: dict[str, dict[str, str]] = {TAXONOMY: {"cleanup.policy": "compact"}}
 INSTITUTION_PARTITIONS = 2
 DLQ_PARTITIONS = 1
 

@@ -31,12 +31,14 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     db = service.db
     cipher = PiiCipher(settings.pii_key_bytes())
     store = ApplicationStore(db, cipher, service.publisher)
+    served = intake_messaging.ServedProvinces(settings)
     intake = Intake(
         store=store,
         allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
         publish=service.publisher.send,
         cipher=cipher,
         districts=bundled_districts(),
+        served=served,
         tracking_url=settings.public_tracking_url,
     )
     intake_messaging.wire(service.broker, intake, settings, group_id=consumer_group)
@@ -49,10 +51,12 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         ),
         routers=[api.router],
         on_startup=[store.ensure_indexes],
-        background=[store.outbox.run_relay, admission.watch],
+        background=[store.outbox.run_relay, admission.watch, served.view.follow],
+        ready_checks={"taxonomy": served.is_known},
         on_shutdown=[intake.shutdown],
     )
     app.state.intake = intake
+    app.state.served = served
     app.state.store = store
     app.state.admission = admission
     _document_request_body(app)

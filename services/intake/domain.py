@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Protocol
@@ -29,8 +29,19 @@ from services.common.events import (
     Channel,
     Location,
 )
+from services.common.provinces import province_name
 from services.common.turkish import turkish_lower, turkish_upper
 from services.common.turkish_time import ISTANBUL
+
+
+class Provinces(Protocol):
+    """The provinces intake may register applications for (`messaging.ServedProvinces`: what
+    routing announces; a fixed set in unit tests)."""
+
+    def __contains__(self, province_code: object) -> bool: ...
+
+    async def known(self) -> None:
+        """Returns once the set is known; before that nothing can be judged."""
 
 
 class RuleViolation(ValueError):
@@ -51,6 +62,7 @@ RULE_CODES = frozenset(
         "invalid_phone",
         "invalid_email",
         "invalid_province",
+        "province_not_served",
         "unknown_district",
         "invalid_district",
         "invalid_subject",
@@ -326,6 +338,21 @@ class ApplicationForm(BaseModel):
             raise PydanticCustomError("int_type", "Input should be a valid integer")
         return value
 
+    @field_validator("province_code")
+    @classmethod
+    def _served(cls, value: int, info: ValidationInfo) -> int:
+        # Only where routing has the province's headings and institutions: anywhere else the
+        # application would be numbered and sent an SMS, and then could never be routed.
+        served = (info.context or {}).get("served")
+        if served is not None and value not in served:
+            raise PydanticCustomError(
+                "province_not_served",
+                "{province} için Açık Kapı'da henüz başvuru alınmıyor: bu ilin konu ve kurum "
+                "tablosu yüklenmemiş. Başvurunuzu ilgili valiliğe iletebilirsiniz.",
+                {"province": province_name(value)},
+            )
+        return value
+
     @field_validator("district")
     @classmethod
     def _known_district(cls, value: str, info: ValidationInfo) -> str:
@@ -338,9 +365,12 @@ class ApplicationForm(BaseModel):
             raise PydanticCustomError(exc.code, exc.message) from None
 
 
-def validate_application(raw: Any, districts: DistrictDirectory) -> ApplicationForm:
-    """Check a body against every rule; raises pydantic.ValidationError listing each bad field."""
-    return ApplicationForm.model_validate(raw, context={"districts": districts})
+def validate_application(
+    raw: Any, districts: DistrictDirectory, served: Container[int] | None = None
+) -> ApplicationForm:
+    """Check a body against every rule; raises pydantic.ValidationError listing each bad field.
+    `served`: the provinces routing serves (None: not checked, as in rule tests)."""
+    return ApplicationForm.model_validate(raw, context={"districts": districts, "served": served})
 
 
 # --- Numbering ---------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from services.intake.domain import (
     RULE_CODES,
     ApplicationForm,
     DistrictDirectory,
+    Provinces,
     RegisteredApplication,
     SequenceAllocator,
     numbering_year,
@@ -188,6 +189,7 @@ class Intake:
         publish: Publish,
         cipher: PiiCipher,
         districts: DistrictDirectory,
+        served: Provinces,
         tracking_url: str,
         clock: Clock = utc_now_ms,
     ) -> None:
@@ -196,6 +198,7 @@ class Intake:
         self._publish = publish
         self._cipher = cipher
         self._districts = districts
+        self._served = served
         self._tracking_url = tracking_url
         self._clock = clock
 
@@ -203,7 +206,7 @@ class Intake:
 
     def validate(self, body: Any) -> ApplicationForm:
         try:
-            return validate_application(body, self._districts)
+            return validate_application(body, self._districts, self._served)
         except ValidationError as exc:
             raise InvalidApplication(field_errors(exc)) from None
 
@@ -306,6 +309,9 @@ class Intake:
     async def handle_submissions(self, events: list[ApplicationSubmitted]) -> None:
         """A batch of channel adapters' submissions, registered side by side: their inserts
         share round trips to MongoDB (the store's group commit)."""
+        # Not one is judged before routing's provinces are known: a restarted process would
+        # otherwise refuse every province while it reads them.
+        await self._served.known()
         # Numbers are allocated in arrival order within a process, so one adapter's
         # submissions of a partition keep their order.
         await each(events, self.handle_submission, concurrency=SUBMISSION_CONCURRENCY)

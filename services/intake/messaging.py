@@ -5,16 +5,42 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 
 from services.common import messaging, topics
+from services.common.compacted import CompactedView
 from services.common.events import (
     ApplicationReceived,
     ApplicationSubmitted,
     NotificationRequest,
     SubmissionRejected,
+    TaxonomyPublished,
 )
 from services.common.settings import Settings
 from services.intake.handlers import Intake
 
 SERVICE = "intake"
+
+
+class ServedProvinces:
+    """The provinces routing serves, as `acikkapi.taxonomy` says; every intake process reads
+    the topic whole and follows it, so a province added there is served within a second."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.view = CompactedView(
+            settings.kafka_bootstrap,
+            topics.TAXONOMY,
+            TaxonomyPublished,
+            client_id=f"acikkapi-{SERVICE}-taxonomy",
+        )
+
+    def __contains__(self, province_code: object) -> bool:
+        return any(t.province_code == province_code for t in self.view.latest.values())
+
+    def is_known(self) -> bool:
+        """Ready to judge: the topic has been read to the end it had at start, and routing has
+        announced at least one province (before that no application could be routed)."""
+        return self.view.populated.is_set()
+
+    async def known(self) -> None:
+        await self.view.populated.wait()
 
 
 def wire(

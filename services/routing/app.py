@@ -25,7 +25,7 @@ def build_app(
 ) -> FastAPI:
     """`consumer_group` defaults to the service's group; tests pass one of their own."""
     # Loaded (and checked) before anything connects: bad taxonomy data stops the start.
-    registry = registry or default_registry()
+    registry = registry or default_registry(settings.taxonomy_dir)
     service = Service(SERVICE, settings)
     cipher = PiiCipher(settings.pii_key_bytes())
     store = RoutingStore(service.db, service.publisher, cipher)
@@ -36,6 +36,9 @@ def build_app(
     async def ensure_institution_topics() -> None:
         await messaging.ensure_institution_topics(settings, codes)
 
+    async def announce_taxonomies() -> None:
+        await messaging.announce_taxonomies(service.publisher, registry)
+
     app = service.app(
         title="Açık Kapı — Yönlendirme",
         description=(
@@ -45,7 +48,7 @@ def build_app(
         ),
         routers=[build_router(routing, registry, settings)],
         on_startup=[store.ensure_indexes, ensure_institution_topics],
-        background=[store.outbox.run_relay],
+        background=[store.outbox.run_relay, announce_taxonomies],
     )
     app.state.routing = routing
     app.state.store = store

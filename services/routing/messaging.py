@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import uuid
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -16,15 +18,55 @@ from services.common.events import (
     NotificationRequest,
     RoutingOutcome,
     StatusChanged,
+    TaxonomyPublished,
 )
+from services.common.messaging import EventPublisher, Outgoing
 from services.common.settings import Settings
+from services.routing.domain import Taxonomy, TaxonomyRegistry
 from services.routing.handlers import Routing
 
 SERVICE = "routing"
 # Kafka's "topic already exists" error code: another routing process was first, which is fine.
 TOPIC_ALREADY_EXISTS = 36
 
+# Namespace of the taxonomy events' ids (uuid5 of province and version).
+_TAXONOMY_IDS = uuid.UUID("0b4e6a52-95c1-5d3e-a7f2-6c1d2e8f4a90")
+
 log = logging.getLogger("acikkapi.routing.messaging")
+
+
+def taxonomy_published(taxonomy: Taxonomy) -> TaxonomyPublished:
+    """The announcement of one province's taxonomy; its version is a hash of the content, so
+    an unchanged file announces the same event again (and compaction keeps one)."""
+    version = hashlib.sha256(taxonomy.model_dump_json().encode()).hexdigest()[:16]
+    return TaxonomyPublished(
+        event_id=uuid.uuid5(_TAXONOMY_IDS, f"{taxonomy.province_code}:{version}"),
+        producer=SERVICE,
+        province_code=taxonomy.province_code,
+        province=taxonomy.province,
+        version=version,
+        districts=taxonomy.districts,
+        category_codes=[c.code for h in taxonomy.headings for c in h.categories],
+    )
+
+
+async def announce_taxonomies(
+    publisher: EventPublisher, registry: TaxonomyRegistry, *, sleep: float = 0.5
+) -> None:
+    """Says on `acikkapi.taxonomy` which provinces this routing serves, once per start (the
+    topic is compacted: a reader finds each province's newest version). Tried until Kafka
+    takes it: intake registers nothing for a province it has not heard of."""
+    events = [taxonomy_published(registry.for_province(p)) for p in registry.provinces()]
+    messages = [Outgoing.of(topics.TAXONOMY, e, str(e.province_code)) for e in events]
+    while True:
+        try:
+            await publisher.send_all(messages)
+            log.info("taxonomies announced", extra={"provinces": [e.province_code for e in events]})
+            return
+        except Exception as exc:
+            log.warning("taxonomies not announced yet", extra={"error": type(exc).__name__})
+            await asyncio.sleep(sleep)
+            sleep = min(sleep * 2, 10.0)
 
 
 def register(
@@ -56,6 +98,13 @@ def register(
         RoutingOutcome,
         "Kategori ve sorumlu kurum kararı (ApplicationRouted) ya da görevli yönlendirmesi "
         "bekleyen başvuru (ApplicationAwaitingRouting); anahtar: application_id.",
+    )
+    messaging.declare_publisher(
+        broker,
+        topics.TAXONOMY,
+        TaxonomyPublished,
+        "Yönlendirmenin hizmet verdiği her il ve tablosunun sürümü; her açılışta yeniden "
+        "duyurulur, konu sıkıştırılmıştır (anahtar: il plaka kodu).",
     )
     messaging.declare_publisher(
         broker,

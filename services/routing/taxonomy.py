@@ -1,4 +1,6 @@
-"""Loads the taxonomies shipped with the service: `data/taxonomy_<province>.json` each."""
+"""Loads the taxonomies: those shipped with the service (`data/taxonomy_<province>.json`) and
+those an operator adds as data, in the folder `AK_TAXONOMY_DIR` names (a file there replaces a
+shipped one for the same province)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,16 @@ def load_taxonomy(path: Path) -> Taxonomy:
 
 
 @lru_cache
-def default_registry() -> TaxonomyRegistry:
-    """Every taxonomy in the data folder; immutable, so one copy per process is enough."""
+def default_registry(extra_dir: str = "") -> TaxonomyRegistry:
+    """Every taxonomy shipped, then every one in `extra_dir`; immutable, so one copy per
+    process (and folder) is enough."""
     paths = sorted(DATA_DIR.glob("taxonomy_*.json"))
+    if extra_dir:
+        folder = Path(extra_dir)
+        if not folder.is_dir():
+            raise RuntimeError(f"AK_TAXONOMY_DIR: {folder} is not a folder")
+        paths += sorted(folder.glob("taxonomy_*.json"))
     if not paths:
         raise RuntimeError(f"no taxonomy_*.json in {DATA_DIR}")
-    return TaxonomyRegistry(load_taxonomy(p) for p in paths)
+    by_province = {t.province_code: t for t in map(load_taxonomy, paths)}  # the last one wins
+    return TaxonomyRegistry(by_province.values())

@@ -28,7 +28,7 @@ from services.common import topics
 from services.common.settings import Settings
 from services.intake import api
 from services.intake.app import build_app
-from tests.conftest import Tap, fresh_consumer_group
+from tests.conftest import Tap, fresh_consumer_group, intake_serves_denizli
 from tests.unit.test_intake_rules import body
 
 pytestmark = pytest.mark.integration
@@ -104,6 +104,7 @@ async def intake(
     try:
         async with app.router.lifespan_context(app):
             await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+            await intake_serves_denizli(app, own)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://intake", timeout=30

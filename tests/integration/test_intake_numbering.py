@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from services.common.application_number import parse_number
 from services.common.settings import Settings
 from services.intake.app import NUMBER_BLOCK_SIZE, build_app
+from tests.conftest import intake_serves_denizli
 from tests.unit.test_intake_rules import body
 
 pytestmark = pytest.mark.integration
@@ -27,6 +28,7 @@ async def instance(settings: Settings, name: str) -> AsyncIterator[httpx.AsyncCl
     app = build_app(settings, consumer_group=f"test-intake-numbers-{uuid.uuid4().hex[:8]}")
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+        await intake_serves_denizli(app, settings)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as http:
             yield http

@@ -25,7 +25,13 @@ from services.intake.app import build_app
 from services.intake.domain import RegisteredApplication
 from services.intake.handlers import Intake, received_messages
 from services.intake.store import ApplicationStore
-from tests.conftest import ServiceUnderTest, Tap, fresh_consumer_group, produce
+from tests.conftest import (
+    ServiceUnderTest,
+    Tap,
+    fresh_consumer_group,
+    intake_serves_denizli,
+    produce,
+)
 from tests.unit.test_intake_rules import VALID_TCKN, body
 
 pytestmark = pytest.mark.integration
@@ -57,6 +63,7 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     try:
         async with app.router.lifespan_context(app):
             await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+            await intake_serves_denizli(app, settings)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
                 yield Service(http, settings, tap, app.state.intake, app.state.store, mongo)

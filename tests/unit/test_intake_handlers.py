@@ -140,6 +140,13 @@ def clock() -> Clock:
     return Clock()
 
 
+class Served(frozenset[int]):
+    """Provinces known from the start (the Provinces protocol)."""
+
+    async def known(self) -> None:
+        return None
+
+
 @pytest.fixture
 def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
     return Intake(
@@ -148,6 +155,7 @@ def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
         publish=bus.publish,
         cipher=PiiCipher(b"k" * 32),
         districts=bundled_districts(),
+        served=Served({20}),
         tracking_url=TRACKING_URL,
         clock=clock,
     )

@@ -356,5 +356,21 @@ def test_a_bad_province_does_not_also_blame_the_district() -> None:
     ]
 
 
+def test_a_province_routing_does_not_serve_is_refused_by_name() -> None:
+    raw = body(province_code=34, district="Kadıköy")
+    with pytest.raises(ValidationError) as refused:
+        validate_application(raw, bundled_districts(), served={20})
+
+    assert field_errors(refused.value) == [
+        {
+            "field": "province_code",
+            "code": "province_not_served",
+            "message": "İstanbul için Açık Kapı'da henüz başvuru alınmıyor: bu ilin konu ve kurum "
+            "tablosu yüklenmemiş. Başvurunuzu ilgili valiliğe iletebilirsiniz.",
+        }
+    ]
+    assert validate_application(raw, bundled_districts(), served={20, 34}).province_code == 34
+
+
 def test_a_body_that_is_not_an_object_is_one_error() -> None:
     assert [e["code"] for e in errors_of([1, 2])] == ["model_type"]
