@@ -52,7 +52,8 @@ def say(text: str) -> None:
 
 def application_body(rng: random.Random, category: str | None) -> dict:
     body = {
-        "channel": rng.choice(["web", "mobile", "edevlet"]),
+        # No e-Devlet: its assertion is signed per application by the gateway, not by us.
+        "channel": rng.choice(["web", "mobile"]),
         "applicant": {
             "tckn": valid_tckn(rng),
             "first_name": "Deneme",

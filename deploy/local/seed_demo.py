@@ -40,6 +40,7 @@ except ImportError:  # run from a plain checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from services.common.auth import Role, issue_token
+from services.common.devtoken import edevlet_assertion
 from services.common.settings import Settings, get_settings
 from services.routing.domain import PublicTaxonomy
 
@@ -343,10 +344,21 @@ class Loader:
 
     async def submit(self, demo: Demo, progress: Progress) -> None:
         headers = {"Idempotency-Key": idempotency_key(demo.n, self.seed, self.province)}
-        if demo.body["channel"] == "counter":
+        body = demo.body
+        if body["channel"] == "counter":
             headers.update(self.officer)
+        elif body["channel"] == "edevlet":
+            # As the e-Devlet gateway would vouch for the citizen (the local development key).
+            applicant = body["applicant"]
+            assertion = edevlet_assertion(
+                self.settings,
+                tckn=applicant["tckn"],
+                first_name=applicant["first_name"],
+                last_name=applicant["last_name"],
+            )
+            body = {**body, "edevlet_assertion": assertion}
         response = await self.request(
-            "POST", f"{self.urls['intake']}/api/v1/applications", json=demo.body, headers=headers
+            "POST", f"{self.urls['intake']}/api/v1/applications", json=body, headers=headers
         )
         if response.status_code != 201:
             raise SeedError(

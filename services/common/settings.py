@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import lru_cache
+from importlib.resources import files
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "acikkapi-dev-secret-change-me-in-production"
+# The local stand-in for the e-Devlet gateway's key (services/common/devkeys/README.txt).
+DEV_EDEVLET_PUBLIC_KEY = files("services.common").joinpath("devkeys/edevlet_dev_public.pem")
 DEV_PII_KEY = "acikkapi-dev-pii-key-change-me-in-production"
 
 SERVICE_PORTS = {
@@ -60,6 +63,10 @@ class Settings(BaseSettings):
     notification_port: int = SERVICE_PORTS["notification"]
     reporting_port: int = SERVICE_PORTS["reporting"]
 
+    # The e-Devlet gateway's identity assertions: its RS256 public key (PEM), issuer, audience.
+    edevlet_public_key: str = Field(default_factory=lambda: DEV_EDEVLET_PUBLIC_KEY.read_text())
+    edevlet_issuer: str = "https://giris.turkiye.gov.tr"
+    edevlet_audience: str = "acikkapi"
     # A folder of further taxonomy_<province>.json files for routing (a province added as data).
     taxonomy_dir: str = ""
 

@@ -19,14 +19,13 @@ from pymongo.errors import ConnectionFailure
 from services.common.auth import (
     Principal,
     Role,
-    current_principal,
     forbidden,
-    optional_principal,
     require_roles,
 )
 from services.common.backpressure import Admission, Overloaded
-from services.common.events import APPLICATION_FACTS, Channel
+from services.common.events import APPLICATION_FACTS
 from services.common.pii import mask_phone
+from services.intake.channels import ChannelRefused
 from services.intake.handlers import (
     APPLICATIONS,
     IdempotencyConflict,
@@ -57,16 +56,6 @@ def unavailable(message: str, retry_after: int = 5) -> HTTPException:
 
 
 _bearer = HTTPBearer(auto_error=False)
-
-
-async def counter_officer(request: Request) -> Principal:
-    """A counter application is recorded by an officer: 401 without a token, 403 for others."""
-    settings = request.app.state.runtime.settings
-    principal = await optional_principal(await _bearer(request), settings)
-    officer = await current_principal(principal)
-    if officer.role not in (Role.officer, Role.admin):
-        raise forbidden("Gişe başvurusunu yalnızca gişe görevlisi kaydedebilir.")
-    return officer
 
 
 class ApplicationAccepted(BaseModel):
@@ -156,18 +145,22 @@ async def submit_application(request: Request) -> JSONResponse:
     idempotency_key = idempotency_key_of(request)
     body = await json_body(request)
     channel = channel_label(body)
-    recorded_by = None
-    if channel == Channel.counter:
-        recorded_by = (await counter_officer(request)).subject
+    credentials = await _bearer(request)
     try:
-        form = intake.validate(body)
+        vouched = intake.gate.vouch(body, bearer=credentials.credentials if credentials else "")
+        form = intake.validate(vouched.body, identity_proven=vouched.identity_proven)
         async with admission.admit(), asyncio.timeout(REGISTER_TIMEOUT):
+            await intake.gate.spend(vouched, idempotency_key)
             registration = await intake.register(
                 form,
-                body=body,
+                body=vouched.body,
                 idempotency_key=idempotency_key,
-                recorded_by=recorded_by,
+                recorded_by=vouched.recorded_by,
             )
+    except ChannelRefused as exc:
+        APPLICATIONS.labels("http", channel, "rejected").inc()
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=headers)
     except InvalidApplication as exc:
         APPLICATIONS.labels("http", channel, "rejected").inc()
         return JSONResponse({"errors": exc.errors}, status_code=422)
@@ -212,7 +205,11 @@ router.add_api_route(
     description=(
         "Bir başvuruyu kaydeder, numaralandırır ve duyurur. `Idempotency-Key` başlığı ile "
         "tekrarlanan istek ilk yanıtı döndürür ve yeni kayıt oluşturmaz. `channel=counter` "
-        "gişe görevlisi oturum anahtarı gerektirir."
+        "görevli oturum anahtarı (Bearer) gerektirir. `channel=edevlet` ise e-Devlet Kapısı'nın "
+        "imzalı kimlik onayını `edevlet_assertion` alanında ister: TC Kimlik No, ad ve soyad "
+        "ondan alınır, anne kızlık soyadı harfleri sorulmaz; her onay tek başvuru içindir. "
+        "Konu ve kurum tablosu yüklü olmayan bir ilin başvurusu `province_not_served` ile "
+        "reddedilir."
     ),
     response_model=ApplicationAccepted,
     responses={

@@ -12,9 +12,10 @@ from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.intake import api
 from services.intake import messaging as intake_messaging
+from services.intake.channels import ChannelGate
 from services.intake.domain import ApplicationForm, SequenceAllocator
 from services.intake.handlers import Intake, bundled_districts
-from services.intake.store import ApplicationStore, SequenceCounters
+from services.intake.store import ApplicationStore, AssertionStore, SequenceCounters
 
 SERVICE = "intake"
 # Numbers reserved per database round trip. A stopped process leaves at most this many
@@ -32,6 +33,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     cipher = PiiCipher(settings.pii_key_bytes())
     store = ApplicationStore(db, cipher, service.publisher)
     served = intake_messaging.ServedProvinces(settings)
+    assertions = AssertionStore(db)
     intake = Intake(
         store=store,
         allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
@@ -39,6 +41,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         cipher=cipher,
         districts=bundled_districts(),
         served=served,
+        gate=ChannelGate(settings, assertions),
         tracking_url=settings.public_tracking_url,
     )
     intake_messaging.wire(service.broker, intake, settings, group_id=consumer_group)
@@ -50,7 +53,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
             "ve Kafka'ya duyurur."
         ),
         routers=[api.router],
-        on_startup=[store.ensure_indexes],
+        on_startup=[store.ensure_indexes, assertions.ensure_indexes],
         background=[store.outbox.run_relay, admission.watch, served.view.follow],
         ready_checks={"taxonomy": served.is_known},
         on_shutdown=[intake.shutdown],

@@ -17,7 +17,14 @@ from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 from stdnum.tr import tckimlik
@@ -304,9 +311,22 @@ class ApplicantForm(BaseModel):
     tckn: Annotated[str, _rule(check_tckn)]
     first_name: Annotated[str, _name_rule("Ad")]
     last_name: Annotated[str, _name_rule("Soyad")]
-    mother_maiden_initials: Annotated[str, _rule(check_initials)]
+    # Not asked of an e-Devlet applicant, whose identity the gateway has already proven.
+    mother_maiden_initials: str | None = Field(default=None, validate_default=True)
     phone: Annotated[str, _rule(check_phone)]
     email: Annotated[str | None, _rule(check_email)] = None
+
+    @field_validator("mother_maiden_initials")
+    @classmethod
+    def _initials(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if (info.context or {}).get("identity_proven"):
+                return None
+            raise PydanticCustomError("missing", "Field required")
+        try:
+            return check_initials(value)
+        except RuleViolation as exc:
+            raise PydanticCustomError(exc.code, exc.message) from None
 
 
 class ApplicationForm(BaseModel):
@@ -366,11 +386,17 @@ class ApplicationForm(BaseModel):
 
 
 def validate_application(
-    raw: Any, districts: DistrictDirectory, served: Container[int] | None = None
+    raw: Any,
+    districts: DistrictDirectory,
+    served: Container[int] | None = None,
+    *,
+    identity_proven: bool = False,
 ) -> ApplicationForm:
     """Check a body against every rule; raises pydantic.ValidationError listing each bad field.
-    `served`: the provinces routing serves (None: not checked, as in rule tests)."""
-    return ApplicationForm.model_validate(raw, context={"districts": districts, "served": served})
+    `served`: the provinces routing serves (None: not checked, as in rule tests).
+    `identity_proven`: the identity came from a verified source (e-Devlet), not the form."""
+    context = {"districts": districts, "served": served, "identity_proven": identity_proven}
+    return ApplicationForm.model_validate(raw, context=context)
 
 
 # --- Numbering ---------------------------------------------------------------------------------

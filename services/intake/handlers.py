@@ -44,6 +44,7 @@ from services.common.events import (
 from services.common.messaging import Outgoing, each
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher, mask_tckn
+from services.intake.channels import ChannelGate, ChannelRefused
 from services.intake.domain import (
     RULE_CODES,
     ApplicationForm,
@@ -190,6 +191,7 @@ class Intake:
         cipher: PiiCipher,
         districts: DistrictDirectory,
         served: Provinces,
+        gate: ChannelGate,
         tracking_url: str,
         clock: Clock = utc_now_ms,
     ) -> None:
@@ -199,14 +201,17 @@ class Intake:
         self._cipher = cipher
         self._districts = districts
         self._served = served
+        self.gate = gate
         self._tracking_url = tracking_url
         self._clock = clock
 
     # --- checking ------------------------------------------------------------------------------
 
-    def validate(self, body: Any) -> ApplicationForm:
+    def validate(self, body: Any, *, identity_proven: bool = False) -> ApplicationForm:
         try:
-            return validate_application(body, self._districts, self._served)
+            return validate_application(
+                body, self._districts, self._served, identity_proven=identity_proven
+            )
         except ValidationError as exc:
             raise InvalidApplication(field_errors(exc)) from None
 
@@ -255,7 +260,7 @@ class Intake:
             pending = await self._store.insert(
                 app,
                 tckn=applicant.tckn,
-                mother_maiden_initials=applicant.mother_maiden_initials,
+                mother_maiden_initials=applicant.mother_maiden_initials or "",
                 messages=received_messages(app, self._tracking_url),
             )
         except DuplicateKeyError:
@@ -320,15 +325,22 @@ class Intake:
         """A channel adapter's submission: registered like an HTTP POST, or answered with a
         rejection listing the bad fields. The submission id is the idempotency key.
 
-        Channel adapters are trusted producers (the topic is closed to anyone else by ACLs),
-        so a counter submission needs no officer token here.
+        A counter submission carries its officer's token, an e-Devlet one the gateway's
+        assertion, as over HTTP (`channels.py`): a producer on this topic vouches for nobody.
         """
         body = dict(event.model_extra or {})
         channel = channel_label(body)
         try:
-            form = self.validate(body)
-            registration = await self.register(form, body=body, submission_id=event.submission_id)
-        except InvalidApplication as exc:
+            vouched = self.gate.vouch(body)
+            form = self.validate(vouched.body, identity_proven=vouched.identity_proven)
+            await self.gate.spend(vouched, event.submission_id)
+            registration = await self.register(
+                form,
+                body=vouched.body,
+                submission_id=event.submission_id,
+                recorded_by=vouched.recorded_by,
+            )
+        except (InvalidApplication, ChannelRefused) as exc:
             APPLICATIONS.labels("kafka", channel, "rejected").inc()
             await self._reject(event.submission_id, exc.errors)
             return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from pymongo import ReturnDocument
@@ -198,3 +199,28 @@ class ApplicationStore:
                 "published": not doc.get("outbox"),
             }
         )
+
+
+class AssertionStore:
+    """The e-Devlet assertions already spent (channels.AssertionLedger): one document per
+    `jti`, with the request that spent it; removed once the assertion has expired anyway."""
+
+    def __init__(self, db: Database) -> None:
+        self._assertions = db["intake_edevlet_assertions"]
+
+    async def ensure_indexes(self) -> None:
+        await self._assertions.create_index("expires_at", expireAfterSeconds=0)
+
+    async def use(self, jti: str, expires_at: datetime, request_key: str | None) -> bool:
+        try:
+            await self._assertions.insert_one(
+                {"_id": jti, "expires_at": expires_at, "request_key": request_key}
+            )
+            return True
+        except DuplicateKeyError:
+            first = await self._assertions.find_one({"_id": jti})
+            return (
+                request_key is not None
+                and first is not None
+                and (first.get("request_key") == request_key)
+            )

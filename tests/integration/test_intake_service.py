@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from services.common import topics
 from services.common.application_number import format_number, parse_number
 from services.common.auth import Role
+from services.common.devtoken import edevlet_assertion
 from services.common.events import ApplicantContact
 from services.common.settings import Settings
 from services.intake.app import build_app
@@ -201,7 +202,7 @@ async def test_a_counter_application_needs_an_officer(service: Service) -> None:
     assert officer.status_code == 201
     raw = await service.applications.find_one({"_id": officer.json()["application_id"]})
     assert raw["recorded_by"] == "test-officer"
-    for channel in ("web", "mobile", "edevlet", "kiosk", "call_center", "open311"):
+    for channel in ("web", "mobile", "kiosk", "call_center", "open311"):
         response = await service.http.post("/api/v1/applications", json=body(channel=channel))
         assert response.status_code == 201, channel
 
@@ -293,6 +294,72 @@ async def test_a_bad_submission_is_rejected_with_its_errors(service: Service) ->
     assert {e["field"] for e in rejection["errors"]} == {"applicant.tckn", "district"}
     assert all(e["message"] for e in rejection["errors"])
     assert await service.applications.count_documents({"submission_id": submission_id}) == 0
+
+
+async def test_an_edevlet_application_takes_its_identity_from_the_assertion_once(
+    service: Service,
+) -> None:
+    assertion = edevlet_assertion(
+        service.settings, tckn=VALID_TCKN, first_name="Zeynep", last_name="Çınar"
+    )
+    form = body(channel="edevlet", applicant_first_name="Başka", applicant_tckn="12345678950")
+    del form["applicant"]["mother_maiden_initials"]  # not asked: e-Devlet proved who it is
+
+    missing = await service.http.post("/api/v1/applications", json=form)
+    first = await service.http.post(
+        "/api/v1/applications",
+        json={**form, "edevlet_assertion": assertion},
+        headers={"Idempotency-Key": f"ed-{uuid.uuid4()}"},
+    )
+    again = await service.http.post(
+        "/api/v1/applications", json={**form, "edevlet_assertion": assertion}
+    )
+
+    assert missing.status_code == 401
+    assert missing.json()["errors"][0]["field"] == "edevlet_assertion"
+    assert first.status_code == 201, first.text
+    _, received = await service.tap.wait_for(
+        topics.RECEIVED, of_application(first.json()["application_id"])
+    )
+    assert received["applicant"]["first_name"] == "Zeynep"
+    assert received["applicant"]["tckn_masked"] == "10*******46"
+    assert again.status_code == 401 and again.json()["errors"][0]["code"] == "replayed"
+
+    # On Kafka alike: a replayed assertion is rejected, nothing is registered.
+    submission_id = f"sub-{uuid.uuid4()}"
+    message = {**form, "edevlet_assertion": assertion, "submission_id": submission_id}
+    await produce(service.settings.kafka_bootstrap, topics.SUBMISSIONS, message, submission_id)
+    _, rejection = await service.tap.wait_for(
+        topics.REJECTIONS, lambda e: e.get("submission_id") == submission_id
+    )
+    assert [e["code"] for e in rejection["errors"]] == ["replayed"]
+
+
+async def test_a_counter_submission_on_kafka_needs_its_officer(service: Service) -> None:
+    anonymous, vouched = f"sub-{uuid.uuid4()}", f"sub-{uuid.uuid4()}"
+    officer = service.token(Role.officer)["Authorization"].removeprefix("Bearer ")
+    bootstrap = service.settings.kafka_bootstrap
+    counter = body(channel="counter")
+    await produce(bootstrap, topics.SUBMISSIONS, {**counter, "submission_id": anonymous}, anonymous)
+    await produce(
+        bootstrap,
+        topics.SUBMISSIONS,
+        {**counter, "officer_token": officer, "submission_id": vouched},
+        vouched,
+    )
+
+    _, rejection = await service.tap.wait_for(
+        topics.REJECTIONS, lambda e: e.get("submission_id") == anonymous
+    )
+    _, received = await service.tap.wait_for(
+        topics.RECEIVED, lambda e: e.get("submission_id") == vouched
+    )
+    assert [(e["field"], e["code"]) for e in rejection["errors"]] == [
+        ("officer_token", "unauthorized")
+    ]
+    stored = await service.applications.find_one({"_id": received["application_id"]})
+    assert stored["recorded_by"] == "test-officer"
+    assert officer not in str(stored)
 
 
 async def test_an_undecodable_submission_goes_to_the_dead_letter_topic(service: Service) -> None:

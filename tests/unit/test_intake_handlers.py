@@ -23,6 +23,8 @@ from services.common.events import (
 from services.common.messaging import Outgoing
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher
+from services.common.settings import Settings
+from services.intake.channels import ChannelGate
 from services.intake.domain import RegisteredApplication, SequenceAllocator
 from services.intake.handlers import (
     IdempotencyConflict,
@@ -30,6 +32,7 @@ from services.intake.handlers import (
     bundled_districts,
     received_events,
 )
+from tests.unit.test_intake_channels import Ledger
 from tests.unit.test_intake_numbering import FakeCounters
 from tests.unit.test_intake_rules import VALID_TCKN, body
 
@@ -156,6 +159,7 @@ def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
         cipher=PiiCipher(b"k" * 32),
         districts=bundled_districts(),
         served=Served({20}),
+        gate=ChannelGate(Settings(), Ledger()),
         tracking_url=TRACKING_URL,
         clock=clock,
     )

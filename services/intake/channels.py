@@ -1,0 +1,167 @@
+"""Who vouches for a submission, by channel, over HTTP and on Kafka alike.
+
+- counter: an Açık Kapı officer records it. The officer's bearer token goes in the HTTP
+  `Authorization` header, or in the submission's `officer_token` field on Kafka. The officer
+  is stored as `recorded_by`.
+- edevlet: the citizen arrives with the e-Devlet gateway's signed identity assertion, a JWT
+  (RS256, the gateway's public key from `AK_EDEVLET_PUBLIC_KEY`), in `edevlet_assertion`. The
+  TC Kimlik No and names are taken from it, not from the form. A forged or expired assertion
+  is refused (`vouch`), and so is a replayed one (`spend`, once the form has passed the rules,
+  so a corrected form can reuse it): each `jti` registers one application, and a retry with
+  the same idempotency key or submission id is not a replay.
+- every other channel: nothing to vouch for here.
+
+Neither the officer token nor the assertion is stored or logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import jwt
+
+from services.common.auth import Role, decode_token
+from services.common.events import Channel
+from services.common.settings import Settings
+
+ASSERTION_FIELD = "edevlet_assertion"
+OFFICER_FIELD = "officer_token"
+# Clock difference tolerated between the gateway and us.
+LEEWAY_SECONDS = 30
+
+
+class ChannelRefused(Exception):
+    """The channel's proof is missing, wrong or used up; `status` for HTTP (401 or 403)."""
+
+    def __init__(self, status: int, field: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = [{"field": field, "code": code, "message": message}]
+
+
+class AssertionLedger(Protocol):
+    """The e-Devlet assertions already used (`store.AssertionStore`)."""
+
+    async def use(self, jti: str, expires_at: datetime, request_key: str | None) -> bool:
+        """True the first time, and again for the same request (a retry); False for a replay."""
+        ...
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """A body ready for the rules, and what the channel proved."""
+
+    body: Any
+    recorded_by: str | None = None
+    identity_proven: bool = False
+    # The e-Devlet assertion to spend once the application passed the rules.
+    assertion_id: str | None = None
+    assertion_expires: datetime | None = None
+
+
+class ChannelGate:
+    def __init__(self, settings: Settings, ledger: AssertionLedger) -> None:
+        self._settings = settings
+        self._ledger = ledger
+
+    def vouch(self, body: Any, *, bearer: str | None = None) -> Vouched:
+        """What the channel proves for `body`, or ChannelRefused. A body that is not an
+        object passes untouched: the rules answer it. Over HTTP the officer's token is the
+        `bearer`, and a refusal names the Authorization header."""
+        if not isinstance(body, dict):
+            return Vouched(body)
+        channel = body.get("channel")
+        if channel == Channel.counter:
+            field = "Authorization" if bearer is not None else OFFICER_FIELD
+            token = bearer or body.get(OFFICER_FIELD)
+            officer = self._officer(token, field)
+            return Vouched(_without(body, OFFICER_FIELD), recorded_by=officer)
+        if channel == Channel.edevlet:
+            return self._edevlet(body)
+        return Vouched(_without(body, OFFICER_FIELD, ASSERTION_FIELD))
+
+    async def spend(self, vouched: Vouched, request_key: str | None) -> None:
+        """Uses up the e-Devlet assertion, if there is one; a second use is refused, except a
+        retry of the same request (the same idempotency key or submission id)."""
+        if vouched.assertion_id is None or vouched.assertion_expires is None:
+            return
+        if not await self._ledger.use(vouched.assertion_id, vouched.assertion_expires, request_key):
+            raise ChannelRefused(
+                401,
+                ASSERTION_FIELD,
+                "replayed",
+                "Bu e-Devlet girişiyle zaten bir başvuru yapılmış; yeni bir başvuru için lütfen "
+                "e-Devlet Kapısı üzerinden yeniden giriş yapın.",
+            )
+
+    def _officer(self, token: Any, field: str) -> str:
+        if not isinstance(token, str) or not token:
+            raise ChannelRefused(
+                401,
+                field,
+                "unauthorized",
+                "Açık Kapı masası başvurusunu yalnız oturum açmış bir görevli kaydedebilir.",
+            )
+        try:
+            officer = decode_token(self._settings, token)
+        except (jwt.PyJWTError, ValueError):
+            raise ChannelRefused(
+                401,
+                field,
+                "unauthorized",
+                "Görevlinin oturum anahtarı geçersiz veya süresi dolmuş.",
+            ) from None
+        if officer.role not in (Role.officer, Role.admin):
+            raise ChannelRefused(
+                403, field, "forbidden", "Masa başvurusunu yalnız görevliler kaydedebilir."
+            )
+        return officer.subject
+
+    def _edevlet(self, body: dict[str, Any]) -> Vouched:
+        assertion = body.get(ASSERTION_FIELD)
+        if not isinstance(assertion, str) or not assertion:
+            raise ChannelRefused(
+                401,
+                ASSERTION_FIELD,
+                "unauthorized",
+                "e-Devlet başvurusu için e-Devlet Kapısı üzerinden giriş yapmanız gerekir.",
+            )
+        settings = self._settings
+        try:
+            claims = jwt.decode(
+                assertion,
+                settings.edevlet_public_key,
+                algorithms=["RS256"],
+                audience=settings.edevlet_audience,
+                issuer=settings.edevlet_issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "jti", "sub", "given_name", "family_name"]},
+            )
+        except jwt.PyJWTError:
+            raise ChannelRefused(
+                401,
+                ASSERTION_FIELD,
+                "invalid_assertion",
+                "e-Devlet kimlik doğrulaması geçersiz veya süresi dolmuş; lütfen e-Devlet "
+                "Kapısı üzerinden yeniden giriş yapın.",
+            ) from None
+        applicant = body.get("applicant")
+        applicant = dict(applicant) if isinstance(applicant, dict) else {}
+        applicant |= {
+            "tckn": str(claims["sub"]),
+            "first_name": str(claims["given_name"]),
+            "last_name": str(claims["family_name"]),
+        }
+        proven = _without(body, OFFICER_FIELD, ASSERTION_FIELD) | {"applicant": applicant}
+        return Vouched(
+            proven,
+            identity_proven=True,
+            assertion_id=str(claims["jti"]),
+            assertion_expires=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
+
+
+def _without(body: dict[str, Any], *fields: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in fields}
