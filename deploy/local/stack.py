@@ -728,6 +728,9 @@ def main(argv: list[str]) -> int:
         else:
             for name, value in stack.exports().items():
                 print(f"export {name}={shlex.quote(value)}")
+    except BrokenPipeError:  # `make status | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
     except StackError as exc:
         print(f"[stack] ERROR: {exc}", file=sys.stderr)
         if exc.log is not None and (lines := tail(exc.log)):

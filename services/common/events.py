@@ -39,6 +39,15 @@ class ApplicationType(StrEnum):
     tesekkur = "tesekkur"
 
 
+class Priority(StrEnum):
+    """Applicants the counter escorts and every queue lists first (marked by an officer)."""
+
+    sehit_yakini = "sehit_yakini"
+    gazi = "gazi"
+    engelli = "engelli"
+    yasli = "yasli"
+
+
 class Outcome(StrEnum):
     olumlu = "olumlu"
     olumsuz = "olumsuz"
@@ -155,6 +164,7 @@ class ApplicationFacts(BaseModel):
     text: str
     location: Location | None = None
     received_at: datetime
+    priority: Priority | None = None
 
 
 APPLICATION_FACTS = tuple(ApplicationFacts.model_fields)

@@ -35,6 +35,7 @@ from services.common.events import (
     ApplicationType,
     Channel,
     Location,
+    Priority,
 )
 from services.common.provinces import province_name
 from services.common.turkish import turkish_lower, turkish_upper
@@ -69,6 +70,7 @@ RULE_CODES = frozenset(
         "invalid_phone",
         "invalid_email",
         "invalid_province",
+        "priority_counter_only",
         "province_not_served",
         "unknown_district",
         "invalid_district",
@@ -349,6 +351,20 @@ class ApplicationForm(BaseModel):
     subject: Annotated[str, _rule(check_subject)]
     text: Annotated[str, _rule(check_text)]
     location: Location | None = None
+    # Set by the officer at the counter (the applicant is escorted); no other channel may.
+    priority: Priority | None = None
+
+    @field_validator("priority")
+    @classmethod
+    def _priority_at_the_counter(
+        cls, value: Priority | None, info: ValidationInfo
+    ) -> Priority | None:
+        if value is not None and info.data.get("channel") is not Channel.counter:
+            raise PydanticCustomError(
+                "priority_counter_only",
+                "Öncelik işaretini yalnız Açık Kapı masasındaki görevli koyabilir.",
+            )
+        return value
 
     @field_validator("province_code", mode="before")
     @classmethod

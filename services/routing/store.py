@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from services.common.events import ApplicantContact
@@ -163,7 +163,8 @@ class RoutingStore:
             query["application_number"] = application_number
         cursor = (
             self._applications.find(query, {"applicant": 0, "outbox": 0})
-            .sort([("pending.since", ASCENDING), ("_id", ASCENDING)])
+            # Escorted applicants first (a priority sorts above none), then the oldest.
+            .sort([("priority", DESCENDING), ("pending.since", ASCENDING), ("_id", ASCENDING)])
             .skip(offset)
             .limit(limit)
         )

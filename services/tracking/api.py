@@ -14,7 +14,7 @@ from services.common.application_number import InvalidApplicationNumber, normali
 from services.common.auth import Principal, Role, current_principal, ensure_institution_access
 from services.common.auth import forbidden as forbidden_error
 from services.common.errors import field_error
-from services.common.events import ApplicationType, Outcome, Status
+from services.common.events import ApplicationType, Outcome, Priority, Status
 from services.tracking import domain
 from services.tracking.handlers import NotFound, TooManyAttempts, Tracking
 from services.tracking.store import InvalidCursor, encode_cursor
@@ -133,6 +133,7 @@ class InstitutionApplication(BaseModel):
     category_code: str | None
     subject: str | None
     district: str | None
+    priority: Priority | None  # an escorted applicant: listed first
     status: Status
     received_at: datetime | None
     deadline_at: datetime | None
@@ -178,7 +179,7 @@ def _institution_only(principal: Principal, code: str) -> None:
     "/api/v1/institutions/{code}/applications",
     response_model=InstitutionApplicationList,
     tags=["kurum"],
-    summary="Kuruma atanmış başvurular (en yakın süre önce)",
+    summary="Kuruma atanmış başvurular (öncelikli başvuru sahipleri, sonra en yakın süre önce)",
 )
 async def institution_applications(
     code: str,

@@ -32,6 +32,7 @@ from services.common.events import (
     NotificationRequest,
     NotificationResult,
     Outcome,
+    Priority,
     Status,
     StatusChanged,
 )
@@ -140,6 +141,7 @@ class Application:
     province_code: int | None = None
     district: str | None = None
     subject: str | None = None
+    priority: Priority | None = None
     category_code: str | None = None
     institution_code: str | None = None
     institution_name: str | None = None
@@ -313,6 +315,7 @@ def _learn(state: Application, cmd: Receive) -> Application:
         province_code=ev.province_code,
         district=ev.district,
         subject=ev.subject,
+        priority=ev.priority,
         received_at=ev.received_at,
         phone_enc=cmd.phone_enc,
         phone_index=cmd.phone_index,

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.application_number import normalize
-from services.common.events import ApplicationType, Channel, Outcome, Status
+from services.common.events import ApplicationType, Channel, Outcome, Priority, Status
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Database, Document
 from services.common.outbox import Delivery, Outbox, Pending
@@ -38,6 +38,7 @@ _ENUMS: dict[str, type[StrEnum]] = {
     "channel": Channel,
     "application_type": ApplicationType,
     "outcome": Outcome,
+    "priority": Priority,
 }
 _RENAMED = {"application_id": "_id", "application_number": "number"}
 _SCALARS = [
@@ -78,6 +79,8 @@ def to_doc(state: Application, version: int) -> dict[str, Any]:
         for e in state.timeline
     ]
     # Derived, indexed for the deadline watcher; a write always releases the watcher's lease.
+    # The institution's list: escorted applicants first (1), then the rest (0).
+    doc["priority_first"] = 1 if state.priority else 0
     doc["miss_due_at"] = state.miss_due_at
     doc["warn_due_at"] = state.warn_due_at
     doc["watch_lease"] = 0.0
@@ -115,15 +118,17 @@ def from_doc(doc: dict[str, Any]) -> Application:
 
 def encode_cursor(state: Application) -> str:
     deadline = state.deadline_at.isoformat() if state.deadline_at else ""
-    raw = json.dumps([deadline, state.application_id]).encode()
+    first = 1 if state.priority else 0
+    raw = json.dumps([first, deadline, state.application_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
+def decode_cursor(cursor: str) -> tuple[int, datetime | None, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        deadline, application_id = json.loads(raw)
-        return (datetime.fromisoformat(deadline) if deadline else None), str(application_id)
+        first, deadline, application_id = json.loads(raw)
+        when = datetime.fromisoformat(deadline) if deadline else None
+        return int(first), when, str(application_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidCursor(cursor) from exc
 
@@ -183,7 +188,13 @@ class ApplicationStore:
         await self.outbox.ensure_indexes()
         await self.apps.create_index("number_key", unique=True)
         # (nx-27017 refuses `_id` inside a compound index; the tie-break sorts without one.)
-        await self.apps.create_index([("institution_code", ASCENDING), ("deadline_at", ASCENDING)])
+        await self.apps.create_index(
+            [
+                ("institution_code", ASCENDING),
+                ("priority_first", DESCENDING),
+                ("deadline_at", ASCENDING),
+            ]
+        )
         await self.apps.create_index("miss_due_at")
         await self.apps.create_index("warn_due_at")
         await self.misses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))
@@ -262,26 +273,32 @@ class ApplicationStore:
         limit: int,
         cursor: str | None,
     ) -> list[Application]:
-        """That institution's applications, nearest deadline first."""
+        """That institution's applications: escorted applicants first, then nearest deadline."""
         query: dict[str, Any] = {"institution_code": institution_code}
         if status is not None:
             query["status"] = status.value
         if overdue is not None:
             query["overdue"] = overdue
         if cursor:
-            deadline, after_id = decode_cursor(cursor)
+            first, deadline, after_id = decode_cursor(cursor)
             query = {
                 "$and": [
                     query,
                     {
                         "$or": [
-                            {"deadline_at": {"$gt": deadline}},
-                            {"deadline_at": deadline, "_id": {"$gt": after_id}},
+                            {"priority_first": {"$lt": first}},
+                            {"priority_first": first, "deadline_at": {"$gt": deadline}},
+                            {
+                                "priority_first": first,
+                                "deadline_at": deadline,
+                                "_id": {"$gt": after_id},
+                            },
                         ]
                     },
                 ]
             }
-        found = self.apps.find(query).sort([("deadline_at", ASCENDING), ("_id", ASCENDING)])
+        order = [("priority_first", DESCENDING), ("deadline_at", ASCENDING), ("_id", ASCENDING)]
+        found = self.apps.find(query).sort(order)
         return [from_doc(doc) async for doc in found.limit(limit)]
 
     async def claim_due(

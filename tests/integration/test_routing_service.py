@@ -152,6 +152,35 @@ async def test_application_with_category_reaches_its_institution(service, settin
     assert file.state == "routed" and file.routing.institution_code == "DESKI"
 
 
+async def test_escorted_applicants_head_the_officers_queue(http, settings: Settings):
+    plain = application(None, district="Babadağ")  # no category: both wait for an officer
+    escorted = application(None, district="Babadağ", priority="yasli")
+    for event in (plain, escorted):  # the plain one first: it has waited longer
+        await send(settings, topics.RECEIVED, event, event.application_id)
+    officer = bearer(settings, Role.officer, province=20)
+    mine = {plain.application_id, escorted.application_id}
+
+    async def both() -> list[dict]:
+        async with asyncio.timeout(20):
+            while True:
+                page = await http.get(
+                    "/api/v1/routing/pending",
+                    params={"district": "Babadağ", "limit": 200},
+                    headers=officer,
+                )
+                items = [i for i in page.json()["items"] if i["application_id"] in mine]
+                if len(items) == 2:
+                    return items
+                await asyncio.sleep(0.1)
+
+    items = await both()
+    assert [i["application_id"] for i in items] == [
+        escorted.application_id,
+        plain.application_id,
+    ]
+    assert items[0]["priority"] == "yasli" and items[1]["priority"] is None
+
+
 async def test_without_category_an_officer_routes_it(http, settings: Settings):
     b = settings.kafka_bootstrap
     officer = bearer(settings, Role.officer, province=20)

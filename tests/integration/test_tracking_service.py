@@ -9,7 +9,7 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from services.common.events import (
     ApplicationRouted,
     NotificationResult,
     Outcome,
+    Priority,
 )
 from services.common.settings import Settings
 from services.tracking.app import build_app
@@ -78,8 +79,11 @@ def new_case() -> Case:
     )
 
 
-def received_event(case: Case, received_at: datetime | None = None) -> ApplicationReceived:
+def received_event(
+    case: Case, received_at: datetime | None = None, priority: Priority | None = None
+) -> ApplicationReceived:
     return ApplicationReceived(
+        priority=priority,
         application_id=case.application_id,
         application_number=case.number,
         producer="test-intake",
@@ -116,7 +120,10 @@ async def registered(
 ) -> None:
     """Put the application on the real topics the way intake and routing would."""
     bootstrap = svc.settings.kafka_bootstrap
-    received = (topics.RECEIVED, received_event(case, kwargs.get("received_at")))
+    received = (
+        topics.RECEIVED,
+        received_event(case, kwargs.get("received_at"), kwargs.get("priority")),
+    )
     routed = (topics.ROUTED, routed_event(case, kwargs.get("deadline_at")))
     for topic, event in [routed, received] if routed_first else [received, routed]:
         await produce(bootstrap, topic, event.to_bytes(), key=case.application_id)
@@ -326,6 +333,36 @@ async def test_the_citizen_look_up_shows_no_personal_data_and_probing_is_fruitle
     )
     assert bad_digits.status_code == 422
     assert bad_digits.json()["errors"][0]["field"] == "phone_last4"
+
+
+async def test_an_escorted_applicant_heads_the_institutions_list_on_every_page(service):
+    institution = f"TEST-{uuid.uuid4().hex[:8].upper()}"
+    soon = datetime.now(UTC) + timedelta(days=2)
+    cases = [replace(new_case(), institution=institution) for _ in range(3)]
+    # The priority case has the latest deadline: it still comes first.
+    for n, (case, priority) in enumerate(zip(cases, [None, None, Priority.gazi], strict=True)):
+        await registered(service, case, deadline_at=soon + timedelta(days=n), priority=priority)
+    url = f"/api/v1/institutions/{institution}/applications"
+    supervisor = service.token(Role.supervisor)
+
+    async def all_three() -> list[dict] | None:
+        reply = await service.http.get(url, headers=supervisor)
+        items = reply.json()["items"]
+        return items if len(items) == 3 and all(i["district"] for i in items) else None
+
+    first_page = await eventually(all_three)
+    pages, cursor = [], None
+    while True:  # two at a time: the order holds across the cursor
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        reply = (await service.http.get(url, headers=supervisor, params=params)).json()
+        pages.extend(reply["items"])
+        if not (cursor := reply["next_cursor"]):
+            break
+
+    expected = [cases[2].application_id, cases[0].application_id, cases[1].application_id]
+    assert [i["application_id"] for i in first_page] == expected
+    assert [i["application_id"] for i in pages] == expected
+    assert first_page[0]["priority"] == "gazi" and first_page[1]["priority"] is None
 
 
 async def _listed_as_routed(svc: ServiceUnderTest, case: Case) -> bool:

@@ -372,5 +372,16 @@ def test_a_province_routing_does_not_serve_is_refused_by_name() -> None:
     assert validate_application(raw, bundled_districts(), served={20, 34}).province_code == 34
 
 
+def test_only_the_counter_officer_marks_an_applicant_for_priority() -> None:
+    marked = validate(body(channel="counter", priority="engelli"))
+    assert marked.priority == "engelli"
+    errors = errors_of(body(channel="web", priority="engelli"))
+    assert [(e["field"], e["code"]) for e in errors] == [("priority", "priority_counter_only")]
+    assert errors[0]["message"] == (
+        "Öncelik işaretini yalnız Açık Kapı masasındaki görevli koyabilir."
+    )
+    assert [e["field"] for e in errors_of(body(channel="counter", priority="vip"))] == ["priority"]
+
+
 def test_a_body_that_is_not_an_object_is_one_error() -> None:
     assert [e["code"] for e in errors_of([1, 2])] == ["model_type"]
