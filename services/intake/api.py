@@ -257,4 +257,5 @@ async def get_application(
             **applicant.model_dump(include={"tckn_masked", "first_name", "last_name", "email"}),
             "phone_masked": mask_phone(applicant.phone),
         },
+        "caller_masked": mask_phone(app.caller_number) if app.caller_number else None,
     }

@@ -1,8 +1,9 @@
 """Who vouches for a submission, by channel, over HTTP and on Kafka alike.
 
-- counter: an Açık Kapı officer records it. The officer's bearer token goes in the HTTP
-  `Authorization` header, or in the submission's `officer_token` field on Kafka. The officer
-  is stored as `recorded_by`.
+- counter, call_center: an Açık Kapı officer (at the counter, or answering the phone) records
+  it. The officer's bearer token goes in the HTTP `Authorization` header, or in the
+  submission's `officer_token` field on Kafka. The officer is stored as `recorded_by`; the call
+  centre also gives the calling number (`caller_number`, a form rule).
 - edevlet: the citizen arrives with the e-Devlet gateway's signed identity assertion, a JWT
   (RS256, the gateway's public key from `AK_EDEVLET_PUBLIC_KEY`), in `edevlet_assertion`. The
   TC Kimlik No and names are taken from it, not from the form. A forged or expired assertion
@@ -27,6 +28,8 @@ from services.common.events import Channel
 from services.common.settings import Settings
 
 ASSERTION_FIELD = "edevlet_assertion"
+# Channels where an officer records the application, by the name the messages give them.
+_STAFFED = {Channel.counter: "Açık Kapı masası", Channel.call_center: "Çağrı merkezi"}
 OFFICER_FIELD = "officer_token"
 # Clock difference tolerated between the gateway and us.
 LEEWAY_SECONDS = 30
@@ -73,10 +76,10 @@ class ChannelGate:
         if not isinstance(body, dict):
             return Vouched(body)
         channel = body.get("channel")
-        if channel == Channel.counter:
+        if channel in _STAFFED:
             field = "Authorization" if bearer is not None else OFFICER_FIELD
             token = bearer or body.get(OFFICER_FIELD)
-            officer = self._officer(token, field)
+            officer = self._officer(token, field, _STAFFED[channel])
             return Vouched(_without(body, OFFICER_FIELD), recorded_by=officer)
         if channel == Channel.edevlet:
             return self._edevlet(body)
@@ -96,13 +99,13 @@ class ChannelGate:
                 "e-Devlet Kapısı üzerinden yeniden giriş yapın.",
             )
 
-    def _officer(self, token: Any, field: str) -> str:
+    def _officer(self, token: Any, field: str, place: str) -> str:
         if not isinstance(token, str) or not token:
             raise ChannelRefused(
                 401,
                 field,
                 "unauthorized",
-                "Açık Kapı masası başvurusunu yalnız oturum açmış bir görevli kaydedebilir.",
+                f"{place} başvurusunu yalnız oturum açmış bir görevli kaydedebilir.",
             )
         try:
             officer = decode_token(self._settings, token)
@@ -114,9 +117,8 @@ class ChannelGate:
                 "Görevlinin oturum anahtarı geçersiz veya süresi dolmuş.",
             ) from None
         if officer.role not in (Role.officer, Role.admin):
-            raise ChannelRefused(
-                403, field, "forbidden", "Masa başvurusunu yalnız görevliler kaydedebilir."
-            )
+            message = f"{place} başvurusunu yalnız Açık Kapı görevlileri kaydedebilir."
+            raise ChannelRefused(403, field, "forbidden", message)
         return officer.subject
 
     def _edevlet(self, body: dict[str, Any]) -> Vouched:

@@ -71,6 +71,8 @@ RULE_CODES = frozenset(
         "invalid_email",
         "invalid_province",
         "priority_counter_only",
+        "invalid_caller_number",
+        "caller_number_call_centre_only",
         "province_not_served",
         "unknown_district",
         "invalid_district",
@@ -160,6 +162,18 @@ def check_phone(value: str) -> str:
         or phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE
     ):
         raise RuleViolation("invalid_phone", message)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_caller_number(value: str) -> str:
+    """The number a call came from: any Turkish number, fixed line or mobile, in E.164."""
+    message = "Arayan numara geçerli bir Türkiye telefon numarası olmalıdır (ör. 0258 123 45 67)."
+    try:
+        number = phonenumbers.parse(value.strip(), "TR")
+    except phonenumbers.NumberParseException:
+        raise RuleViolation("invalid_caller_number", message) from None
+    if number.country_code != 90 or not phonenumbers.is_valid_number(number):
+        raise RuleViolation("invalid_caller_number", message)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -353,6 +367,26 @@ class ApplicationForm(BaseModel):
     location: Location | None = None
     # Set by the officer at the counter (the applicant is escorted); no other channel may.
     priority: Priority | None = None
+    # The call centre's: the number the citizen called from (personal data: stored sealed).
+    caller_number: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("caller_number")
+    @classmethod
+    def _caller(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from_call_centre = info.data.get("channel") is Channel.call_center
+        if value is None:
+            if from_call_centre:
+                raise PydanticCustomError("missing", "Field required")
+            return None
+        if not from_call_centre:
+            raise PydanticCustomError(
+                "caller_number_call_centre_only",
+                "Arayan numara yalnız çağrı merkezi başvurularında verilir.",
+            )
+        try:
+            return check_caller_number(value)
+        except RuleViolation as exc:
+            raise PydanticCustomError(exc.code, exc.message) from None
 
     @field_validator("priority")
     @classmethod
@@ -509,6 +543,7 @@ class RegisteredApplication(ApplicationFacts):
     idempotency_key: str | None = None
     submission_id: str | None = None
     recorded_by: str | None = None
+    caller_number: str | None = None  # E.164; the call centre's only
     # Keyed hash of the submitted body, kept with a key: the same key with another body conflicts.
     fingerprint: str | None = None
     published: bool = False  # its events are on the bus (its outbox is empty)

@@ -255,6 +255,7 @@ class Intake:
             idempotency_key=idempotency_key,
             submission_id=submission_id,
             recorded_by=recorded_by,
+            caller_number=form.caller_number,
         )
         try:
             pending = await self._store.insert(

@@ -180,6 +180,8 @@ class ApplicationStore:
                 "phone_last4": applicant.phone[-4:],
             },
         }
+        if app.caller_number:
+            doc["caller_enc"] = self._cipher.encrypt(app.caller_number)
         # Absent rather than null: a sparse unique index would count every null as one value.
         for name in ("idempotency_key", "submission_id", "fingerprint", "recorded_by"):
             value = getattr(app, name)
@@ -197,6 +199,9 @@ class ApplicationStore:
                 "application_id": doc["_id"],
                 "applicant": {**applicant, "phone": self._cipher.decrypt(applicant["phone_enc"])},
                 "published": not doc.get("outbox"),
+                "caller_number": (
+                    self._cipher.decrypt(doc["caller_enc"]) if doc.get("caller_enc") else None
+                ),
             }
         )
 

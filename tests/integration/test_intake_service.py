@@ -33,6 +33,7 @@ from tests.conftest import (
     intake_serves_denizli,
     produce,
 )
+from tests.support import bearer
 from tests.unit.test_intake_rules import VALID_TCKN, body
 
 pytestmark = pytest.mark.integration
@@ -202,9 +203,34 @@ async def test_a_counter_application_needs_an_officer(service: Service) -> None:
     assert officer.status_code == 201
     raw = await service.applications.find_one({"_id": officer.json()["application_id"]})
     assert raw["recorded_by"] == "test-officer"
-    for channel in ("web", "mobile", "kiosk", "call_center", "open311"):
+    for channel in ("web", "mobile", "kiosk", "open311"):
         response = await service.http.post("/api/v1/applications", json=body(channel=channel))
         assert response.status_code == 201, channel
+
+
+async def test_the_call_centre_records_its_agent_and_the_calling_number(
+    service: Service,
+) -> None:
+    call = body(channel="call_center")
+    agent = bearer(service.settings, Role.officer, subject="cagri-temsilcisi-7")
+
+    anonymous = await service.http.post("/api/v1/applications", json=call)
+    no_number = await service.http.post("/api/v1/applications", json=call, headers=agent)
+    recorded = await service.http.post(
+        "/api/v1/applications", json={**call, "caller_number": "0258 212 34 56"}, headers=agent
+    )
+
+    assert anonymous.status_code == 401
+    assert no_number.status_code == 422
+    assert [e["field"] for e in no_number.json()["errors"]] == ["caller_number"]
+    assert recorded.status_code == 201, recorded.text
+    raw = await service.applications.find_one({"_id": recorded.json()["application_id"]})
+    assert raw["recorded_by"] == "cagri-temsilcisi-7"
+    assert "2582123456" not in str(raw) and raw["caller_enc"]
+    shown = await service.http.get(
+        f"/api/v1/applications/{recorded.json()['application_id']}", headers=agent
+    )
+    assert shown.json()["caller_masked"].endswith("56")
 
 
 async def test_an_officer_can_look_an_application_up(service: Service) -> None:

@@ -383,5 +383,18 @@ def test_only_the_counter_officer_marks_an_applicant_for_priority() -> None:
     assert [e["field"] for e in errors_of(body(channel="counter", priority="vip"))] == ["priority"]
 
 
+def test_the_calling_number_belongs_to_the_call_centre_and_may_be_a_landline() -> None:
+    assert validate(body(channel="call_center", caller_number="0258 212 34 56")).caller_number == (
+        "+902582123456"
+    )
+    assert [e["code"] for e in errors_of(body(channel="call_center"))] == ["missing"]
+    wrong = errors_of(body(channel="web", caller_number="02582123456"))
+    assert [(e["field"], e["code"]) for e in wrong] == [
+        ("caller_number", "caller_number_call_centre_only")
+    ]
+    bad = errors_of(body(channel="call_center", caller_number="12"))
+    assert [e["code"] for e in bad] == ["invalid_caller_number"]
+
+
 def test_a_body_that_is_not_an_object_is_one_error() -> None:
     assert [e["code"] for e in errors_of([1, 2])] == ["model_type"]
