@@ -151,29 +151,28 @@ def check_initials(value: str) -> str:
 def check_phone(value: str) -> str:
     """A Turkish mobile number in any common spelling; returned in E.164 (+905321234567)."""
     message = "Telefon numarası geçerli bir Türkiye cep telefonu olmalıdır (ör. 0532 123 45 67)."
-    try:
-        number = phonenumbers.parse(value.strip(), "TR")
-    except phonenumbers.NumberParseException:
-        raise RuleViolation("invalid_phone", message) from None
-    # MOBILE is only reported for a number that matches Turkey's mobile pattern and length,
-    # so a separate is_valid_number (which would classify the number a second time) is not needed.
-    if (
-        number.country_code != 90
-        or phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE
-    ):
-        raise RuleViolation("invalid_phone", message)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return _turkish_number(value, "invalid_phone", message, mobile=True)
 
 
 def check_caller_number(value: str) -> str:
     """The number a call came from: any Turkish number, fixed line or mobile, in E.164."""
     message = "Arayan numara geçerli bir Türkiye telefon numarası olmalıdır (ör. 0258 123 45 67)."
+    return _turkish_number(value, "invalid_caller_number", message, mobile=False)
+
+
+def _turkish_number(value: str, code: str, message: str, *, mobile: bool) -> str:
     try:
         number = phonenumbers.parse(value.strip(), "TR")
     except phonenumbers.NumberParseException:
-        raise RuleViolation("invalid_caller_number", message) from None
-    if number.country_code != 90 or not phonenumbers.is_valid_number(number):
-        raise RuleViolation("invalid_caller_number", message)
+        raise RuleViolation(code, message) from None
+    # MOBILE is only reported for a number that matches Turkey's mobile pattern and length,
+    # so a separate is_valid_number (which would classify the number a second time) is not needed.
+    if mobile:
+        valid = phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
+    else:
+        valid = phonenumbers.is_valid_number(number)
+    if number.country_code != 90 or not valid:
+        raise RuleViolation(code, message)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
