@@ -48,6 +48,10 @@ class Provinces(Protocol):
 
     def __contains__(self, province_code: object) -> bool: ...
 
+    def districts(self, base: DistrictDirectory) -> DistrictDirectory:
+        """`base` with the district lists of the provinces served (their taxonomies')."""
+        ...
+
     async def known(self) -> None:
         """Returns once the set is known; before that nothing can be judged."""
 
@@ -257,6 +261,7 @@ class DistrictDirectory:
     """
 
     def __init__(self, provinces: Mapping[int, tuple[str, list[str]]]) -> None:
+        self._source = dict(provinces)
         self._provinces: dict[int, Province] = {}
         for code, (name, districts) in provinces.items():
             exact = {turkish_lower(_clean(d)): _clean(d) for d in districts}
@@ -279,6 +284,10 @@ class DistrictDirectory:
             for code, entry in document["provinces"].items()
         }
         return cls(provinces)
+
+    def with_provinces(self, provinces: Mapping[int, tuple[str, list[str]]]) -> DistrictDirectory:
+        """This directory with these provinces' lists added (or replacing its own)."""
+        return DistrictDirectory({**self._source, **provinces})
 
     def canonical(self, province_code: int, district: str) -> str:
         """The official spelling of `district` in that province, or RuleViolation."""

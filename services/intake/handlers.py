@@ -209,8 +209,9 @@ class Intake:
 
     def validate(self, body: Any, *, identity_proven: bool = False) -> ApplicationForm:
         try:
+            districts = self._served.districts(self._districts)
             return validate_application(
-                body, self._districts, self._served, identity_proven=identity_proven
+                body, districts, self._served, identity_proven=identity_proven
             )
         except ValidationError as exc:
             raise InvalidApplication(field_errors(exc)) from None

@@ -14,6 +14,7 @@ from services.common.events import (
     TaxonomyPublished,
 )
 from services.common.settings import Settings
+from services.intake.domain import DistrictDirectory
 from services.intake.handlers import Intake
 
 SERVICE = "intake"
@@ -30,9 +31,20 @@ class ServedProvinces:
             TaxonomyPublished,
             client_id=f"acikkapi-{SERVICE}-taxonomy",
         )
+        self._directory: tuple[tuple[tuple[int, str], ...], DistrictDirectory] | None = None
 
     def __contains__(self, province_code: object) -> bool:
         return any(t.province_code == province_code for t in self.view.latest.values())
+
+    def districts(self, base: DistrictDirectory) -> DistrictDirectory:
+        """`base` with every served province's district list (built again only when a
+        taxonomy version changes)."""
+        served = self.view.latest.values()
+        versions = tuple(sorted((t.province_code, t.version) for t in served))
+        if self._directory is None or self._directory[0] != versions:
+            lists = {t.province_code: (t.province, t.districts) for t in served}
+            self._directory = (versions, base.with_provinces(lists))
+        return self._directory[1]
 
     def is_known(self) -> bool:
         """Ready to judge: the topic has been read to the end it had at start, and routing has

@@ -46,6 +46,27 @@ async def test_a_province_added_as_data_is_served(intake: httpx.AsyncClient) -> 
     assert ready["checks"]["taxonomy"] is True
 
 
+async def test_the_added_provinces_districts_come_from_its_taxonomy(
+    intake: httpx.AsyncClient,
+) -> None:
+    typed = await intake.post(
+        "/api/v1/applications", json=body(province_code=11, district="BOZUYUK")
+    )
+    unknown = await intake.post(
+        "/api/v1/applications", json=body(province_code=11, district="Merkezefendi")
+    )
+
+    assert typed.status_code == 201, typed.text
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"] == [
+        {
+            "field": "district",
+            "code": "unknown_district",
+            "message": "Bilecik iline bağlı böyle bir ilçe bulunamadı.",
+        }
+    ]
+
+
 async def test_a_province_without_a_taxonomy_is_refused_by_name(
     intake: httpx.AsyncClient,
 ) -> None:

@@ -25,7 +25,7 @@ from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.intake.channels import ChannelGate
-from services.intake.domain import RegisteredApplication, SequenceAllocator
+from services.intake.domain import DistrictDirectory, RegisteredApplication, SequenceAllocator
 from services.intake.handlers import (
     IdempotencyConflict,
     Intake,
@@ -145,6 +145,9 @@ def clock() -> Clock:
 
 class Served(frozenset[int]):
     """Provinces known from the start (the Provinces protocol)."""
+
+    def districts(self, base: DistrictDirectory) -> DistrictDirectory:
+        return base
 
     async def known(self) -> None:
         return None
