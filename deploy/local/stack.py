@@ -18,6 +18,8 @@ AK_MONGO_URI, AK_INTAKE_PORT, ...); what only this stack needs, from `StackSetti
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import http.client
 import os
 import re
@@ -32,16 +34,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 from mirakuru import Executor
-from mirakuru.base import ENV_UUID
+from mirakuru.base import ENV_UUID, cleanup_subprocesses
 from mirakuru.exceptions import ExecutorError, ProcessExitedWithError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.local import create_topics
 from services.common.settings import SERVICE_PORTS, Settings
+
+# mirakuru SIGKILLs, on exit, every process whose mark contains the exiting PID as text: the
+# stack's processes must outlive the supervisor, and their marks are not mirakuru's.
+atexit.unregister(cleanup_subprocesses)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "deploy" / "local"
@@ -132,6 +139,15 @@ class Launch(Executor):
 
     def after_start_check(self) -> bool:
         return self.process is not None and self.component.ready(self.process.pid)
+
+    @property
+    def _popen_kwargs(self) -> dict[str, Any]:
+        # A session of its own the thread-safe way: mirakuru's preexec_fn=os.setsid is not
+        # safe while other threads start processes too (start() runs chains side by side).
+        kwargs = dict(super()._popen_kwargs)
+        kwargs.pop("preexec_fn", None)
+        kwargs["start_new_session"] = True
+        return kwargs
 
     def detach(self) -> None:
         """Leaves the process running after this supervisor exits."""
@@ -580,6 +596,8 @@ class Stack:
                 if name == "kafka" and topics:
                     self.create_topics()
 
+        if not chains:
+            return
         with ThreadPoolExecutor(max_workers=len(chains)) as pool:
             futures = [pool.submit(run, chain) for chain in chains]
             last_said = time.monotonic()
@@ -666,6 +684,11 @@ class Stack:
         running: dict[str, psutil.Process] = {}
         for name in names:
             if (proc := self.process(name)) is None:
+                if self.pid_file(name).exists():
+                    # Its main process is gone: what it started may not be (uvicorn workers).
+                    for orphan in self._marked(name):
+                        with contextlib.suppress(psutil.Error):
+                            orphan.kill()
                 self.pid_file(name).unlink(missing_ok=True)
                 continue
             try:
@@ -685,7 +708,8 @@ class Stack:
                     file=sys.stderr,
                 )
                 for marked in self._marked(name):
-                    marked.kill()
+                    with contextlib.suppress(psutil.Error):
+                        marked.kill()
         wait_until(lambda: not any(map(alive, procs)), 10)
         for name in running:
             self.pid_file(name).unlink(missing_ok=True)

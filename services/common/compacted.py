@@ -14,7 +14,6 @@ import logging
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.common.events import Envelope
@@ -47,7 +46,7 @@ class CompactedView(Generic[E]):
                 await self._read()
             except asyncio.CancelledError:
                 raise
-            except (KafkaError, OSError) as exc:
+            except Exception as exc:  # the broker away, or partitions added: read again
                 log.warning(
                     "compacted topic unreadable, retrying",
                     extra={"topic": self.topic, "error": f"{type(exc).__name__}: {exc}"},

@@ -25,7 +25,7 @@ from services.common.auth import (
 from services.common.backpressure import Admission, Overloaded
 from services.common.events import APPLICATION_FACTS
 from services.common.pii import mask_phone
-from services.intake.channels import ChannelRefused
+from services.intake.channels import ChannelRefused, without_proofs
 from services.intake.handlers import (
     APPLICATIONS,
     IdempotencyConflict,
@@ -145,6 +145,12 @@ async def submit_application(request: Request) -> JSONResponse:
     idempotency_key = idempotency_key_of(request)
     body = await json_body(request)
     channel = channel_label(body)
+    if not intake.judging():
+        APPLICATIONS.labels("http", channel, "refused").inc()
+        raise unavailable(
+            "Başvurular şu anda kaydedilemiyor: yönlendirme servisinin il ve konu tablosu henüz "
+            "okunmadı. Başvurunuz kaydedilmedi; lütfen birkaç saniye sonra tekrar deneyin."
+        )
     credentials = await _bearer(request)
     try:
         vouched = intake.gate.vouch(body, bearer=credentials.credentials if credentials else "")
@@ -153,14 +159,18 @@ async def submit_application(request: Request) -> JSONResponse:
             await intake.gate.spend(vouched, idempotency_key)
             registration = await intake.register(
                 form,
-                body=vouched.body,
+                body=without_proofs(body),
                 idempotency_key=idempotency_key,
                 recorded_by=vouched.recorded_by,
             )
     except ChannelRefused as exc:
-        APPLICATIONS.labels("http", channel, "rejected").inc()
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=headers)
+        # A retry after the token or assertion expired: the first answer, if it registered.
+        replayed = await intake.replay(body, idempotency_key=idempotency_key)
+        if replayed is None:
+            APPLICATIONS.labels("http", channel, "rejected").inc()
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=headers)
+        registration = replayed
     except InvalidApplication as exc:
         APPLICATIONS.labels("http", channel, "rejected").inc()
         return JSONResponse({"errors": exc.errors}, status_code=422)

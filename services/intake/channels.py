@@ -18,7 +18,7 @@ Neither the officer token nor the assertion is stored or logged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import jwt
@@ -29,7 +29,10 @@ from services.common.settings import Settings
 
 ASSERTION_FIELD = "edevlet_assertion"
 # Channels where an officer records the application, by the name the messages give them.
-_STAFFED = {Channel.counter: "Açık Kapı masası", Channel.call_center: "Çağrı merkezi"}
+_STAFFED: dict[str, str] = {
+    Channel.counter.value: "Açık Kapı masası",
+    Channel.call_center.value: "Çağrı merkezi",
+}
 OFFICER_FIELD = "officer_token"
 # Clock difference tolerated between the gateway and us.
 LEEWAY_SECONDS = 30
@@ -76,21 +79,26 @@ class ChannelGate:
         if not isinstance(body, dict):
             return Vouched(body)
         channel = body.get("channel")
+        if not isinstance(channel, str):
+            return Vouched(without_proofs(body))  # the rules answer a missing or odd channel
         if channel in _STAFFED:
             field = "Authorization" if bearer is not None else OFFICER_FIELD
             token = bearer or body.get(OFFICER_FIELD)
             officer = self._officer(token, field, _STAFFED[channel])
-            return Vouched(_without(body, OFFICER_FIELD), recorded_by=officer)
+            return Vouched(without_proofs(body), recorded_by=officer)
         if channel == Channel.edevlet:
             return self._edevlet(body)
-        return Vouched(_without(body, OFFICER_FIELD, ASSERTION_FIELD))
+        return Vouched(without_proofs(body))
 
     async def spend(self, vouched: Vouched, request_key: str | None) -> None:
         """Uses up the e-Devlet assertion, if there is one; a second use is refused, except a
         retry of the same request (the same idempotency key or submission id)."""
         if vouched.assertion_id is None or vouched.assertion_expires is None:
             return
-        if not await self._ledger.use(vouched.assertion_id, vouched.assertion_expires, request_key):
+        # Kept until well after the assertion could still pass (its expiry, the leeway, and
+        # the time MongoDB's expiry monitor may take to remove it).
+        keep_until = vouched.assertion_expires + timedelta(seconds=LEEWAY_SECONDS + 120)
+        if not await self._ledger.use(vouched.assertion_id, keep_until, request_key):
             raise ChannelRefused(
                 401,
                 ASSERTION_FIELD,
@@ -156,7 +164,7 @@ class ChannelGate:
             "first_name": str(claims["given_name"]),
             "last_name": str(claims["family_name"]),
         }
-        proven = _without(body, OFFICER_FIELD, ASSERTION_FIELD) | {"applicant": applicant}
+        proven = without_proofs(body) | {"applicant": applicant}
         return Vouched(
             proven,
             identity_proven=True,
@@ -165,5 +173,9 @@ class ChannelGate:
         )
 
 
-def _without(body: dict[str, Any], *fields: str) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in fields}
+def without_proofs(body: Any) -> Any:
+    """The body with the officer's token and the e-Devlet assertion taken out: what may be
+    kept, fingerprinted or set aside on a dead-letter topic."""
+    if not isinstance(body, dict):
+        return body
+    return {k: v for k, v in body.items() if k not in (OFFICER_FIELD, ASSERTION_FIELD)}

@@ -52,6 +52,8 @@ class Provinces(Protocol):
         """`base` with the district lists of the provinces served (their taxonomies')."""
         ...
 
+    def is_known(self) -> bool: ...
+
     async def known(self) -> None:
         """Returns once the set is known; before that nothing can be judged."""
 

@@ -44,7 +44,7 @@ from services.common.events import (
 from services.common.messaging import Outgoing, each
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher, mask_tckn
-from services.intake.channels import ChannelGate, ChannelRefused
+from services.intake.channels import ChannelGate, ChannelRefused, without_proofs
 from services.intake.domain import (
     RULE_CODES,
     ApplicationForm,
@@ -207,6 +207,11 @@ class Intake:
 
     # --- checking ------------------------------------------------------------------------------
 
+    def judging(self) -> bool:
+        """Whether the provinces routing serves are known yet (a process that has just
+        started is still reading them)."""
+        return self._served.is_known()
+
     def validate(self, body: Any, *, identity_proven: bool = False) -> ApplicationForm:
         try:
             districts = self._served.districts(self._districts)
@@ -279,6 +284,26 @@ class Intake:
             return Registration(first, replayed=True, announced=announced)
         return Registration(app, replayed=False, announced=await self._deliver(pending))
 
+    async def replay(
+        self,
+        body: Any,
+        *,
+        idempotency_key: str | None = None,
+        submission_id: str | None = None,
+    ) -> Registration | None:
+        """The first answer for a key that already registered this same body (its proofs
+        aside), or None. A retry is answered so even when its token or assertion has expired
+        since: the application was registered while they were valid."""
+        if not isinstance(body, Mapping) or (idempotency_key is None and submission_id is None):
+            return None
+        first = await self._first_with_key(idempotency_key, submission_id)
+        if first is None or first.fingerprint != self.fingerprint(without_proofs(body)):
+            return None
+        announced = True
+        if not first.published:
+            announced = await self._deliver(await self._store.pending(first.application_id))
+        return Registration(first, replayed=True, announced=announced)
+
     async def _first_with_key(
         self, idempotency_key: str | None, submission_id: str | None
     ) -> RegisteredApplication | None:
@@ -338,11 +363,17 @@ class Intake:
             await self.gate.spend(vouched, event.submission_id)
             registration = await self.register(
                 form,
-                body=vouched.body,
+                body=without_proofs(body),
                 submission_id=event.submission_id,
                 recorded_by=vouched.recorded_by,
             )
-        except (InvalidApplication, ChannelRefused) as exc:
+        except ChannelRefused as exc:
+            # A redelivery after the proof expired: what it registered stands.
+            if await self.replay(body, submission_id=event.submission_id) is None:
+                APPLICATIONS.labels("kafka", channel, "rejected").inc()
+                await self._reject(event.submission_id, exc.errors)
+            return
+        except InvalidApplication as exc:
             APPLICATIONS.labels("kafka", channel, "rejected").inc()
             await self._reject(event.submission_id, exc.errors)
             return

@@ -79,6 +79,7 @@ class RoutingStore:
         document["channel"] = app.channel.value
         # Name and phone are personal data: sealed at rest like everything personal here.
         document["applicant"] = self._cipher.encrypt(app.applicant.model_dump_json())
+        document["priority_first"] = 1 if app.priority else 0  # the queue's order
         return document | _changing(file)
 
     def from_document(self, document: dict[str, Any]) -> RoutingFile:
@@ -163,8 +164,10 @@ class RoutingStore:
             query["application_number"] = application_number
         cursor = (
             self._applications.find(query, {"applicant": 0, "outbox": 0})
-            # Escorted applicants first (a priority sorts above none), then the oldest.
-            .sort([("priority", DESCENDING), ("pending.since", ASCENDING), ("_id", ASCENDING)])
+            # Escorted applicants first, whatever their kind, then the longest waiting.
+            .sort(
+                [("priority_first", DESCENDING), ("pending.since", ASCENDING), ("_id", ASCENDING)]
+            )
             .skip(offset)
             .limit(limit)
         )

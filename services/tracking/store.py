@@ -195,6 +195,11 @@ class ApplicationStore:
                 ("deadline_at", ASCENDING),
             ]
         )
+        # Records written before the priority mark existed are ordinary ones (and a cursor's
+        # conditions only match a field that is there).
+        await self.apps.update_many(
+            {"priority_first": {"$exists": False}}, {"$set": {"priority_first": 0}}
+        )
         await self.apps.create_index("miss_due_at")
         await self.apps.create_index("warn_due_at")
         await self.misses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))

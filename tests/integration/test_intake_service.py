@@ -203,6 +203,22 @@ async def test_a_counter_application_needs_an_officer(service: Service) -> None:
     assert officer.status_code == 201
     raw = await service.applications.find_one({"_id": officer.json()["application_id"]})
     assert raw["recorded_by"] == "test-officer"
+    # A retry of a registered application is answered as such, even once the token has expired.
+    key = {"Idempotency-Key": f"masa-{uuid.uuid4()}"}
+    first = await service.http.post(
+        "/api/v1/applications", json=counter, headers={**key, **service.token(Role.officer)}
+    )
+    retry = await service.http.post(
+        "/api/v1/applications", json=counter, headers={**key, "Authorization": "Bearer x.y.z"}
+    )
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == first.json() and retry.headers["Idempotent-Replayed"] == "true"
+    stranger = await service.http.post(
+        "/api/v1/applications",
+        json=counter,
+        headers={"Idempotency-Key": f"masa-{uuid.uuid4()}", "Authorization": "Bearer x.y.z"},
+    )
+    assert stranger.status_code == 401
     for channel in ("web", "mobile", "kiosk", "open311"):
         response = await service.http.post("/api/v1/applications", json=body(channel=channel))
         assert response.status_code == 201, channel

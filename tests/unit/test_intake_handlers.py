@@ -149,6 +149,9 @@ class Served(frozenset[int]):
     def districts(self, base: DistrictDirectory) -> DistrictDirectory:
         return base
 
+    def is_known(self) -> bool:
+        return True
+
     async def known(self) -> None:
         return None
 
