@@ -40,9 +40,6 @@ CHAOS_STACK_ENV = {
     "AK_NOTIFICATION_PORT": "28004",
     "AK_REPORTING_PORT": "28005",
     "AK_STACK_INFRA_ONLY": "1",
-    # 10,000 applications from one test citizen: the daily limits would refuse all but five.
-    "AK_DAILY_LIMIT_PER_TCKN": "0",
-    "AK_DAILY_LIMIT_PER_PHONE": "0",
 }
 
 

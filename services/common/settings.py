@@ -67,11 +67,6 @@ class Settings(BaseSettings):
     edevlet_public_key: str = Field(default_factory=lambda: DEV_EDEVLET_PUBLIC_KEY.read_text())
     edevlet_issuer: str = "https://giris.turkiye.gov.tr"
     edevlet_audience: str = "acikkapi"
-    # Applications a day (Istanbul calendar) per TC Kimlik No and per phone on the citizens'
-    # own channels; 0 turns a limit off. Denizli had 631 applications in a year: a sixth
-    # from one person in one day is a duplicate or abuse, and the counter has no limit.
-    daily_limit_per_tckn: int = Field(default=5, ge=0)
-    daily_limit_per_phone: int = Field(default=5, ge=0)
     # A folder of further taxonomy_<province>.json files for routing (a province added as data).
     taxonomy_dir: str = ""
 

@@ -33,7 +33,6 @@ from services.intake.handlers import (
     InvalidApplication,
     channel_label,
 )
-from services.intake.limits import DailyLimitReached
 
 router = APIRouter(prefix="/api/v1", tags=["başvurular"])
 
@@ -171,13 +170,6 @@ async def submit_application(request: Request) -> JSONResponse:
             APPLICATIONS.labels("http", channel, "rejected").inc()
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=headers)
-        registration = replayed
-    except DailyLimitReached as exc:
-        replayed = await intake.replay(body, idempotency_key=idempotency_key)
-        if replayed is None:
-            APPLICATIONS.labels("http", channel, "limited").inc()
-            headers = {"Retry-After": str(exc.retry_after)}
-            return JSONResponse({"errors": exc.errors}, status_code=429, headers=headers)
         registration = replayed
     except InvalidApplication as exc:
         APPLICATIONS.labels("http", channel, "rejected").inc()

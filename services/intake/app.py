@@ -15,8 +15,7 @@ from services.intake import messaging as intake_messaging
 from services.intake.channels import ChannelGate
 from services.intake.domain import ApplicationForm, SequenceAllocator
 from services.intake.handlers import Intake, bundled_districts
-from services.intake.limits import DailyLimits
-from services.intake.store import ApplicationStore, AssertionStore, DailyCounts, SequenceCounters
+from services.intake.store import ApplicationStore, AssertionStore, SequenceCounters
 
 SERVICE = "intake"
 # Numbers reserved per database round trip. A stopped process leaves at most this many
@@ -35,13 +34,6 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     store = ApplicationStore(db, cipher, service.publisher)
     served = intake_messaging.ServedProvinces(settings)
     assertions = AssertionStore(db)
-    counts = DailyCounts(db)
-    limits = DailyLimits(
-        counts,
-        cipher,
-        per_tckn=settings.daily_limit_per_tckn,
-        per_phone=settings.daily_limit_per_phone,
-    )
     intake = Intake(
         store=store,
         allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
@@ -50,7 +42,6 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         districts=bundled_districts(),
         served=served,
         gate=ChannelGate(settings, assertions),
-        limits=limits,
         tracking_url=settings.public_tracking_url,
     )
     intake_messaging.wire(service.broker, intake, settings, group_id=consumer_group)
@@ -62,7 +53,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
             "ve Kafka'ya duyurur."
         ),
         routers=[api.router],
-        on_startup=[store.ensure_indexes, assertions.ensure_indexes, counts.ensure_indexes],
+        on_startup=[store.ensure_indexes, assertions.ensure_indexes],
         background=[store.outbox.run_relay, admission.watch, served.view.follow],
         ready_checks={"taxonomy": served.is_known},
         on_shutdown=[intake.shutdown],

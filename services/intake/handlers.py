@@ -55,7 +55,6 @@ from services.intake.domain import (
     numbering_year,
     validate_application,
 )
-from services.intake.limits import DailyLimitReached, DailyLimits
 from services.intake.store import ApplicationRecords
 
 log = logging.getLogger("acikkapi.intake")
@@ -193,7 +192,6 @@ class Intake:
         districts: DistrictDirectory,
         served: Provinces,
         gate: ChannelGate,
-        limits: DailyLimits | None = None,
         tracking_url: str,
         clock: Clock = utc_now_ms,
     ) -> None:
@@ -204,7 +202,6 @@ class Intake:
         self._districts = districts
         self._served = served
         self.gate = gate
-        self._limits = limits
         self._tracking_url = tracking_url
         self._clock = clock
 
@@ -248,28 +245,6 @@ class Intake:
         keyed = idempotency_key is not None or submission_id is not None
         fingerprint = self.fingerprint(body) if keyed else None
         received_at = self._clock()
-        places = await self._limits.take(form, received_at) if self._limits else []
-        try:
-            registration = await self._register(
-                form, fingerprint, received_at, idempotency_key, submission_id, recorded_by
-            )
-        except BaseException:
-            if self._limits:  # nothing new was registered: the places are free again
-                await self._limits.give_back(places)
-            raise
-        if registration.replayed and self._limits:  # a repeat takes no place of its own
-            await self._limits.give_back(places)
-        return registration
-
-    async def _register(
-        self,
-        form: ApplicationForm,
-        fingerprint: str | None,
-        received_at: datetime,
-        idempotency_key: str | None,
-        submission_id: str | None,
-        recorded_by: str | None,
-    ) -> Registration:
         year = numbering_year(received_at)
         sequence = await self._allocator.next(form.province_code, year)
         applicant = form.applicant
@@ -392,9 +367,8 @@ class Intake:
                 submission_id=event.submission_id,
                 recorded_by=vouched.recorded_by,
             )
-        except (ChannelRefused, DailyLimitReached) as exc:
-            # A redelivery after the proof expired or the day filled up: what it registered
-            # stands.
+        except ChannelRefused as exc:
+            # A redelivery after the proof expired: what it registered stands.
             if await self.replay(body, submission_id=event.submission_id) is None:
                 APPLICATIONS.labels("kafka", channel, "rejected").inc()
                 await self._reject(event.submission_id, exc.errors)

@@ -229,30 +229,3 @@ class AssertionStore:
                 and first is not None
                 and (first.get("request_key") == request_key)
             )
-
-
-class DailyCounts:
-    """Applications per person per day: one counter document per key and Istanbul day, taken
-    with a conditional `$inc` so two processes can never both take the last place."""
-
-    def __init__(self, db: Database) -> None:
-        self._counts = db["intake_daily_counts"]
-
-    async def ensure_indexes(self) -> None:
-        await self._counts.create_index("expires_at", expireAfterSeconds=0)
-
-    async def take(self, key: str, limit: int, expires_at: datetime) -> bool:
-        """One place under `key` if fewer than `limit` are taken; False when they all are."""
-        try:
-            taken = await self._counts.find_one_and_update(
-                {"_id": key, "n": {"$lt": limit}},
-                {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": expires_at}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:  # full: MongoDB's upsert collides with the existing document
-            return False
-        return taken is not None  # full: nx-27017 answers the collision with no document
-
-    async def give_back(self, key: str) -> None:
-        await self._counts.update_one({"_id": key, "n": {"$gt": 0}}, {"$inc": {"n": -1}})
