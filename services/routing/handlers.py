@@ -40,7 +40,7 @@ from services.routing.lifecycle import (
     RoutingFile,
     RoutingRecord,
 )
-from services.routing.store import RoutingRecords
+from services.routing.store import QueuePage, RoutingRecords
 
 PRODUCER = "routing"
 EMAIL_TEMPLATE = "institution_assignment"
@@ -184,7 +184,7 @@ class Routing:
         """The officers' queue, oldest first, within the principal's province."""
         province = None if principal.role is Role.admin else principal.province
         return await self._store.pending(
-            province, limit, offset, district=district, application_number=application_number
+            QueuePage(province, limit, offset, district, application_number)
         )
 
     # --- Internals -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ datetime written by `$set` as a string, which would break the queue's order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -36,6 +37,17 @@ DUPLICATE_KEY = 11000
 EXCERPT_CHARS = 280
 
 
+@dataclass(frozen=True)
+class QueuePage:
+    """One page of the officers' queue: a province (None: all), filters, size and start."""
+
+    province_code: int | None
+    limit: int = 50
+    offset: int = 0
+    district: str | None = None
+    application_number: str | None = None
+
+
 class RoutingRecords(Protocol):
     """Routing's records as the use cases see them (`RoutingStore`; a fake in unit tests)."""
 
@@ -47,15 +59,7 @@ class RoutingRecords(Protocol):
     async def replace(
         self, before: RoutingFile, after: RoutingFile, *, messages: Sequence[Outgoing]
     ) -> tuple[bool, Pending | None]: ...
-    async def pending(
-        self,
-        province_code: int | None,
-        limit: int,
-        offset: int,
-        *,
-        district: str | None = None,
-        application_number: str | None = None,
-    ) -> tuple[list[PendingApplication], int]: ...
+    async def pending(self, page: QueuePage) -> tuple[list[PendingApplication], int]: ...
 
 
 class RoutingStore:
@@ -145,33 +149,25 @@ class RoutingStore:
         )
         return doc is not None, self.outbox.pending_of(doc)
 
-    async def pending(
-        self,
-        province_code: int | None,
-        limit: int,
-        offset: int,
-        *,
-        district: str | None = None,
-        application_number: str | None = None,
-    ) -> tuple[list[PendingApplication], int]:
+    async def pending(self, page: QueuePage) -> tuple[list[PendingApplication], int]:
         """The officers' queue, oldest first; the applicant's sealed contact is not read."""
         query: dict[str, Any] = {"state": PENDING}
-        if province_code is not None:
-            query["province_code"] = province_code
-        if district is not None:
-            query["district"] = district
-        if application_number is not None:
-            query["application_number"] = application_number
+        if page.province_code is not None:
+            query["province_code"] = page.province_code
+        if page.district is not None:
+            query["district"] = page.district
+        if page.application_number is not None:
+            query["application_number"] = page.application_number
         cursor = (
             self._applications.find(query, {"applicant": 0, "outbox": 0})
             # Escorted applicants first, whatever their kind, then the longest waiting.
             .sort(
                 [("priority_first", DESCENDING), ("pending.since", ASCENDING), ("_id", ASCENDING)]
             )
-            .skip(offset)
-            .limit(limit)
+            .skip(page.offset)
+            .limit(page.limit)
         )
-        items = [_queue_line(d) for d in await cursor.to_list(length=limit)]
+        items = [_queue_line(d) for d in await cursor.to_list(length=page.limit)]
         total = await self._applications.count_documents(query)
         return items, total
 

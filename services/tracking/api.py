@@ -17,7 +17,7 @@ from services.common.errors import field_error
 from services.common.events import ApplicationType, Outcome, Priority, Status
 from services.tracking import domain
 from services.tracking.handlers import NotFound, TooManyAttempts, Tracking
-from services.tracking.store import InvalidCursor, encode_cursor
+from services.tracking.store import InstitutionPage, InvalidCursor, encode_cursor
 
 router = APIRouter()
 
@@ -193,11 +193,7 @@ async def institution_applications(
     ensure_institution_access(principal, code)
     try:
         apps = await tracking.institution_applications(
-            code,
-            status=status_filter,
-            overdue=overdue,
-            limit=limit,
-            cursor=cursor,
+            InstitutionPage(code, status_filter, overdue, limit, cursor),
             opened_by_institution=principal.role is Role.institution,
             now=now(),
         )

@@ -28,7 +28,7 @@ from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
-from services.tracking.store import DueField, NumberTaken, TrackingStore, Write
+from services.tracking.store import DueField, InstitutionPage, NumberTaken, TrackingStore, Write
 
 Deliver = Callable[[Iterable[Pending | None]], Awaitable[None]]
 
@@ -130,23 +130,13 @@ class Tracking:
     # --- institutions ------------------------------------------------------------------------
 
     async def institution_applications(
-        self,
-        institution_code: str,
-        *,
-        status: Status | None,
-        overdue: bool | None,
-        limit: int,
-        cursor: str | None,
-        opened_by_institution: bool,
-        now: datetime,
+        self, page: InstitutionPage, *, opened_by_institution: bool, now: datetime
     ) -> list[domain.Application]:
         """The institution's list; what it sees for the first time becomes `opened`."""
-        apps = await self.store.list_for_institution(
-            institution_code, status=status, overdue=overdue, limit=limit, cursor=cursor
-        )
+        apps = await self.store.list_for_institution(page)
         if not opened_by_institution:
             return apps
-        return [await self._open(app, institution_code, now) for app in apps]
+        return [await self._open(app, page.institution_code, now) for app in apps]
 
     async def institution_application(
         self,

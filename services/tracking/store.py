@@ -134,6 +134,17 @@ def decode_cursor(cursor: str) -> tuple[int, datetime | None, str]:
 
 
 @dataclass(frozen=True)
+class InstitutionPage:
+    """One page of an institution's list: its filters, its size and where it starts."""
+
+    institution_code: str
+    status: Status | None = None
+    overdue: bool | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
 class Write:
     """A state to store over the version it was read at, with the events it causes."""
 
@@ -161,15 +172,7 @@ class TrackingStore(Protocol):
     async def get_many(self, application_ids: Sequence[str]) -> dict[str, Application]: ...
     async def save(self, write: Write) -> tuple[bool, Pending | None]: ...
     async def save_many(self, writes: Sequence[Write]) -> Saved: ...
-    async def list_for_institution(
-        self,
-        institution_code: str,
-        *,
-        status: Status | None,
-        overdue: bool | None,
-        limit: int,
-        cursor: str | None,
-    ) -> list[Application]: ...
+    async def list_for_institution(self, page: InstitutionPage) -> list[Application]: ...
     async def claim_due(
         self, due: DueField, now: datetime, lease_seconds: float
     ) -> Application | None: ...
@@ -269,23 +272,15 @@ class ApplicationStore:
         pending = [p for doc, p in built if p is not None and doc["_id"] not in conflicts]
         return Saved(pending, conflicts)
 
-    async def list_for_institution(
-        self,
-        institution_code: str,
-        *,
-        status: Status | None,
-        overdue: bool | None,
-        limit: int,
-        cursor: str | None,
-    ) -> list[Application]:
+    async def list_for_institution(self, page: InstitutionPage) -> list[Application]:
         """That institution's applications: escorted applicants first, then nearest deadline."""
-        query: dict[str, Any] = {"institution_code": institution_code}
-        if status is not None:
-            query["status"] = status.value
-        if overdue is not None:
-            query["overdue"] = overdue
-        if cursor:
-            first, deadline, after_id = decode_cursor(cursor)
+        query: dict[str, Any] = {"institution_code": page.institution_code}
+        if page.status is not None:
+            query["status"] = page.status.value
+        if page.overdue is not None:
+            query["overdue"] = page.overdue
+        if page.cursor:
+            first, deadline, after_id = decode_cursor(page.cursor)
             query = {
                 "$and": [
                     query,
@@ -304,7 +299,7 @@ class ApplicationStore:
             }
         order = [("priority_first", DESCENDING), ("deadline_at", ASCENDING), ("_id", ASCENDING)]
         found = self.apps.find(query).sort(order)
-        return [from_doc(doc) async for doc in found.limit(limit)]
+        return [from_doc(doc) async for doc in found.limit(page.limit)]
 
     async def claim_due(
         self, due: DueField, now: datetime, lease_seconds: float

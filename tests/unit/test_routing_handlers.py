@@ -37,6 +37,7 @@ from services.routing.lifecycle import (
     PendingApplication,
     RoutingFile,
 )
+from services.routing.store import QueuePage
 from services.routing.taxonomy import default_registry
 
 PHONE = "+905321234567"
@@ -83,25 +84,18 @@ class FakeStore:
         self.files[before.application_id] = after.model_copy(deep=True)
         return True, self._stamp(before.application_id, messages)
 
-    async def pending(
-        self,
-        province: int | None,
-        limit: int,
-        offset: int,
-        *,
-        district: str | None = None,
-        application_number: str | None = None,
-    ) -> tuple[list[PendingApplication], int]:
+    async def pending(self, page: QueuePage) -> tuple[list[PendingApplication], int]:
         files = [
             f
             for f in self.files.values()
             if f.state == PENDING
-            and province in (None, f.application.province_code)
-            and district in (None, f.application.district)
-            and application_number in (None, f.application.application_number)
+            and page.province_code in (None, f.application.province_code)
+            and page.district in (None, f.application.district)
+            and page.application_number in (None, f.application.application_number)
         ]
         files.sort(key=lambda f: f.waiting.since if f.waiting else f.application.received_at)
-        return [queue_line(f) for f in files[offset : offset + limit]], len(files)
+        end = page.offset + page.limit
+        return [queue_line(f) for f in files[page.offset : end]], len(files)
 
 
 def queue_line(file: RoutingFile) -> PendingApplication:

@@ -30,7 +30,7 @@ from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
 from services.tracking.handlers import MAX_MISSES, NotFound, TooManyAttempts, Tracking
-from services.tracking.store import MISS_WINDOW, DueField, Saved, Write
+from services.tracking.store import MISS_WINDOW, DueField, InstitutionPage, Saved, Write
 
 APP = "app-42"
 NUMBER = "20-2026-0000042-7"
@@ -94,23 +94,15 @@ class FakeStore:
                 return app
         return None
 
-    async def list_for_institution(
-        self,
-        institution_code: str,
-        *,
-        status: Status | None,
-        overdue: bool | None,
-        limit: int,
-        cursor: str | None,
-    ) -> list[domain.Application]:
+    async def list_for_institution(self, page: InstitutionPage) -> list[domain.Application]:
         found = [
             app
             for app in self.apps.values()
-            if app.institution_code == institution_code
-            and status in (None, app.status)
-            and overdue in (None, app.overdue)
+            if app.institution_code == page.institution_code
+            and page.status in (None, app.status)
+            and page.overdue in (None, app.overdue)
         ]
-        return sorted(found, key=lambda app: app.application_number)[:limit]
+        return sorted(found, key=lambda app: app.application_number)[: page.limit]
 
     async def recent_misses(self, number_key: str, now: datetime) -> int:
         return sum(1 for k, at in self.misses if k == number_key and at > now - MISS_WINDOW)
