@@ -37,6 +37,7 @@ _MESSAGES = {
     "model_attributes_type": "Bu alan bir nesne olmalıdır.",
     "dict_type": "Bu alan bir nesne olmalıdır.",
     "list_type": "Bu alan bir liste olmalıdır.",
+    "too_long": "Bu alana en fazla {max_length} öğe verilebilir.",
     "date_from_datetime_parsing": "Tarih YYYY-AA-GG biçiminde olmalıdır.",
     "date_parsing": "Tarih YYYY-AA-GG biçiminde olmalıdır.",
     "uuid_parsing": "Geçersiz kimlik biçimi.",

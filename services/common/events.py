@@ -111,6 +111,17 @@ class Envelope(BaseModel):
         return {"event_type": self.event_type, "content-type": "application/json"}
 
 
+class CategoryBrief(BaseModel):
+    code: str
+    name: str
+
+
+class HeadingBrief(BaseModel):
+    code: str
+    name: str
+    categories: list[CategoryBrief]
+
+
 class TaxonomyPublished(Envelope):
     """A province routing serves, with the version of its taxonomy (topic `acikkapi.taxonomy`,
     key: the plate code). Intake registers applications only for these provinces."""
@@ -122,6 +133,8 @@ class TaxonomyPublished(Envelope):
     version: str
     districts: list[str]
     category_codes: list[str]
+    # The headings and their categories, by name, for the pages and Open311's service list.
+    headings: list[HeadingBrief] = Field(default_factory=list)
 
 
 class ApplicationSubmitted(Envelope):
@@ -150,6 +163,19 @@ class SubmissionRejected(Envelope):
     errors: list[FieldError]
 
 
+class AttachmentRef(BaseModel):
+    """A file attached to an application: metadata only, the bytes stay in intake, served to
+    those who handle the application (GET /api/v1/applications/{id}/attachments/{attachment_id})."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attachment_id: str
+    sha256: str
+    content_type: str
+    size: int
+    name: str
+
+
 class ApplicationFacts(BaseModel):
     """What an application is, said once: events, stored documents and HTTP answers take their
     copy from here (`facts_of`), so a new field is added in this class and nowhere else."""
@@ -165,6 +191,7 @@ class ApplicationFacts(BaseModel):
     location: Location | None = None
     received_at: datetime
     priority: Priority | None = None
+    attachments: tuple[AttachmentRef, ...] = ()
 
 
 APPLICATION_FACTS = tuple(ApplicationFacts.model_fields)

@@ -67,16 +67,38 @@ class Settings(BaseSettings):
     edevlet_public_key: str = Field(default_factory=lambda: DEV_EDEVLET_PUBLIC_KEY.read_text())
     edevlet_issuer: str = "https://giris.turkiye.gov.tr"
     edevlet_audience: str = "acikkapi"
+    # Who the citizen says they are, checked against the population registry (services/intake/
+    # identity.py): "registry_file" (a demo registry, the local default), "kps" (the registry's
+    # service at identity_service_url), or "off".
+    identity_verifier: str = "registry_file"
+    identity_registry_file: str = ""  # empty: the demo registry bundled with intake
+    identity_service_url: str = ""
+    identity_service_token: str = ""
+    # The web and mobile channels confirm the mobile number with a code sent by SMS first.
+    phone_verification: bool = True
+    # Limits on the citizens' own channels (services/intake/limits.py; docs/limits.md says why
+    # these values). 0 turns a limit off.
+    daily_limit_per_tckn: int = Field(default=5, ge=0)
+    daily_limit_per_phone: int = Field(default=10, ge=0)
+    client_posts_per_minute: int = Field(default=60, ge=0)
+    client_burst: int = Field(default=30, ge=1)
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses).
+    trusted_proxies: str = ""
     # A folder of further taxonomy_<province>.json files for routing (a province added as data).
     taxonomy_dir: str = ""
 
     # Public address of the citizens' status page, printed in SMS texts.
     public_tracking_url: str = "http://127.0.0.1:8003/takip"
     default_province_code: int = 20
+    # Open311 GeoReport v2 clients allowed to post requests: "client_name:key,client2:key2".
+    open311_api_keys: str = ""
     # How many times a consumer retries a failing message before it goes to the dead-letter topic.
     consumer_max_attempts: int = 3
     # Largest HTTP body any service accepts.
     max_body_bytes: int = Field(default=1_048_576)
+    # Largest file intake takes as an attachment, and how many one application may carry.
+    attachment_max_bytes: int = Field(default=5 * 1_048_576, ge=1)
+    attachments_per_application: int = Field(default=5, ge=1)
     log_level: str = "INFO"
 
     def port_for(self, service: str) -> int:

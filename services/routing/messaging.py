@@ -14,6 +14,8 @@ from faststream.kafka import KafkaBroker
 from services.common import messaging, topics
 from services.common.events import (
     ApplicationReceived,
+    CategoryBrief,
+    HeadingBrief,
     InstitutionAssignment,
     NotificationRequest,
     RoutingOutcome,
@@ -47,6 +49,14 @@ def taxonomy_published(taxonomy: Taxonomy) -> TaxonomyPublished:
         version=version,
         districts=taxonomy.districts,
         category_codes=[c.code for h in taxonomy.headings for c in h.categories],
+        headings=[
+            HeadingBrief(
+                code=h.code,
+                name=h.name,
+                categories=[CategoryBrief(code=c.code, name=c.name) for c in h.categories],
+            )
+            for h in taxonomy.headings
+        ],
     )
 
 
