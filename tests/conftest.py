@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,30 @@ from services.routing.messaging import taxonomy_published
 from services.routing.taxonomy import default_registry
 from tests.support import bearer
 
+CHECKS_OFF: dict[str, Any] = {
+    "identity_verifier": "off",
+    "phone_verification": False,
+    "daily_limit_per_tckn": 0,
+    "daily_limit_per_phone": 0,
+    "client_posts_per_minute": 0,
+}
+
+
+def checks_off_env() -> dict[str, str]:
+    """CHECKS_OFF as the environment of a service process (the pipeline tests' senders are not
+    people of the demo registry, and they send more than a person may in a day)."""
+    return {
+        f"AK_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in CHECKS_OFF.items()
+    }
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    # A database prefix of its own per run, so tests never see each other's data.
-    return Settings(db_prefix=f"t{uuid.uuid4().hex[:8]}")
+    # A database prefix of its own per run, so tests never see each other's data. The citizen
+    # checks (identity, phone code, limits) are off here: each has tests of its own
+    # (tests/integration/test_intake_citizen_checks.py) that turn it on.
+    return Settings(db_prefix=f"t{uuid.uuid4().hex[:8]}", **CHECKS_OFF)
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
@@ -60,6 +80,22 @@ async def intake_serves_denizli(app: FastAPI, settings: Settings, timeout: float
     event = taxonomy_published(default_registry().for_province(20))
     await produce(settings.kafka_bootstrap, topics.TAXONOMY, event.to_bytes(), "20")
     await intake_takes(app, [20], timeout)
+
+
+@asynccontextmanager
+async def running_intake(
+    settings: Settings, consumer_group: str
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An intake app running in this process, serving Denizli, and a client for its API."""
+    from services.intake.app import build_app
+
+    app = build_app(settings, consumer_group=consumer_group)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.runtime.started.wait(), 60)
+        await intake_serves_denizli(app, settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+            yield app, http
 
 
 async def intake_takes(app: FastAPI, provinces: Sequence[int], timeout: float = 60) -> None:

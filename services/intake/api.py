@@ -7,31 +7,43 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC
 from typing import Annotated, Any
 
+import jwt
 import pydantic_core
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.auth import (
     Principal,
     Role,
+    decode_token,
     forbidden,
     require_roles,
 )
 from services.common.backpressure import Admission, Overloaded
 from services.common.events import APPLICATION_FACTS
 from services.common.pii import mask_phone
+from services.common.settings import Settings
 from services.intake.channels import ChannelRefused, without_proofs
+from services.intake.domain import RuleViolation, check_phone
 from services.intake.handlers import (
     APPLICATIONS,
     IdempotencyConflict,
     Intake,
     InvalidApplication,
+    Unavailable,
     channel_label,
+)
+from services.intake.limits import AddressRate, LimitExceeded, client_address
+from services.intake.verification import (
+    RESEND_SECONDS,
+    PhoneVerifications,
+    VerificationError,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["başvurular"])
@@ -56,6 +68,16 @@ def unavailable(message: str, retry_after: int = 5) -> HTTPException:
 
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def refusal(exc: ChannelRefused | LimitExceeded) -> JSONResponse:
+    """A channel's proof refused (401/403), or a limit reached (429 with Retry-After)."""
+    if isinstance(exc, LimitExceeded):
+        error = {"field": None, "code": exc.code, "message": exc.message}
+        headers = {"Retry-After": str(exc.retry_after)}
+        return JSONResponse({"errors": [error]}, status_code=429, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=headers)
 
 
 class ApplicationAccepted(BaseModel):
@@ -156,21 +178,24 @@ async def submit_application(request: Request) -> JSONResponse:
         vouched = intake.gate.vouch(body, bearer=credentials.credentials if credentials else "")
         form = intake.validate(vouched.body, identity_proven=vouched.identity_proven)
         async with admission.admit(), asyncio.timeout(REGISTER_TIMEOUT):
-            await intake.gate.spend(vouched, idempotency_key)
+            await intake.admit(vouched, form, idempotency_key)
             registration = await intake.register(
                 form,
                 body=without_proofs(body),
                 idempotency_key=idempotency_key,
                 recorded_by=vouched.recorded_by,
             )
-    except ChannelRefused as exc:
-        # A retry after the token or assertion expired: the first answer, if it registered.
+    except (ChannelRefused, LimitExceeded) as exc:
+        # A retry after the token or assertion expired, or counted again past today's limit:
+        # the first answer, if it registered.
         replayed = await intake.replay(body, idempotency_key=idempotency_key)
         if replayed is None:
             APPLICATIONS.labels("http", channel, "rejected").inc()
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=headers)
+            return refusal(exc)
         registration = replayed
+    except Unavailable as exc:  # the population registry could not be asked
+        APPLICATIONS.labels("http", channel, "refused").inc()
+        raise unavailable(exc.message, exc.retry_after) from None
     except InvalidApplication as exc:
         APPLICATIONS.labels("http", channel, "rejected").inc()
         return JSONResponse({"errors": exc.errors}, status_code=422)
@@ -269,3 +294,169 @@ async def get_application(
         },
         "caller_masked": mask_phone(app.caller_number) if app.caller_number else None,
     }
+
+
+# --- Phone verification (the web and mobile channels) ------------------------------------------
+
+
+class VerificationRequest(BaseModel):
+    phone: str = Field(description="Doğrulanacak cep telefonu (ör. 0532 123 45 67)", max_length=32)
+
+
+class VerificationStarted(BaseModel):
+    verification_id: str
+    expires_at: str
+    phone_masked: str
+    resend_after: int = RESEND_SECONDS
+
+
+class CodeConfirmation(BaseModel):
+    code: str = Field(description="SMS ile gelen 6 haneli kod", max_length=16)
+
+
+class PhoneConfirmed(BaseModel):
+    phone_verification: str = Field(description="Başvuruda `phone_verification` alanına konur")
+    expires_at: str
+
+
+def _verifications(request: Request) -> PhoneVerifications:
+    return request.app.state.verifications  # type: ignore[no-any-return]
+
+
+def _verification_error(exc: VerificationError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    error = {"field": exc.field, "code": exc.code, "message": exc.message}
+    return JSONResponse({"errors": [error]}, status_code=exc.status, headers=headers)
+
+
+@router.post(
+    "/verifications",
+    status_code=201,
+    response_model=VerificationStarted,
+    summary="Telefon doğrulama kodu gönder (web, mobil)",
+    description=(
+        "Cep telefonuna 6 haneli bir kod gönderir; kod 5 dakika geçerlidir. Aynı numaraya "
+        "60 saniyede bir, saatte en çok 5 kod gönderilir."
+    ),
+    responses={
+        422: {"model": ErrorsOut},
+        429: {"model": ErrorsOut, "description": "Çok sık istendi; `Retry-After` saniye bekleyin"},
+        503: {"model": ErrorsOut, "description": "SMS geçidi kodu almadı"},
+    },
+)
+async def start_verification(request: Request, payload: VerificationRequest) -> Any:
+    try:
+        phone = check_phone(payload.phone)
+    except RuleViolation as exc:
+        error = {"field": "phone", "code": exc.code, "message": exc.message}
+        return JSONResponse({"errors": [error]}, status_code=422)
+    try:
+        started = await _verifications(request).start(phone)
+    except VerificationError as exc:
+        return _verification_error(exc)
+    return JSONResponse(
+        VerificationStarted(
+            verification_id=started.verification_id,
+            expires_at=started.expires_at.isoformat(timespec="seconds"),
+            phone_masked=mask_phone(phone),
+        ).model_dump(),
+        status_code=201,
+    )
+
+
+@router.post(
+    "/verifications/{verification_id}/confirm",
+    response_model=PhoneConfirmed,
+    summary="Telefon doğrulama kodunu onayla",
+    description=(
+        "Doğru kod için 30 dakika geçerli bir `phone_verification` anahtarı döner. Bir kod için "
+        "en çok 5 deneme hakkı vardır."
+    ),
+    responses={
+        410: {"model": ErrorsOut, "description": "Kodun süresi doldu veya deneme hakkı bitti"},
+        422: {"model": ErrorsOut, "description": "Kod yanlış; kalan deneme hakkı iletide"},
+    },
+)
+async def confirm_verification(
+    request: Request,
+    verification_id: Annotated[str, Path(max_length=64)],
+    payload: CodeConfirmation,
+) -> Any:
+    try:
+        confirmed = await _verifications(request).confirm(verification_id, payload.code)
+    except VerificationError as exc:
+        return _verification_error(exc)
+    return PhoneConfirmed(
+        phone_verification=confirmed.token,
+        expires_at=confirmed.expires_at.isoformat(timespec="seconds"),
+    )
+
+
+# --- The rate per client address --------------------------------------------------------------
+
+# The citizens' POSTs a client address is limited on (the pages' GETs are not).
+_RATE_LIMITED_PREFIXES = (
+    "/api/v1/applications",
+    "/api/v1/verifications",
+    "/api/v1/attachments",
+    "/open311/",
+)
+
+
+class AddressRateMiddleware:
+    """Answers 429 with Retry-After, before anything else is done, when a client address
+    posts faster than the limit allows (limits.AddressRate).
+
+    A request with a valid staff token is not counted: it is accountable, and a channel
+    adapter (the mobile app's server, a kiosk server, the call centre, the demo loader) posts
+    for many citizens from one address. The citizens' own daily limits still apply to it.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        rate: AddressRate,
+        trusted: frozenset[str],
+        accountable: Callable[[str], bool],
+    ) -> None:
+        self.app = app
+        self._rate = rate
+        self._trusted = trusted
+        self._accountable = accountable
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and self._rate.enabled
+            and scope["path"].startswith(_RATE_LIMITED_PREFIXES)
+        ):
+            headers = dict(scope.get("headers") or [])
+            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            if not (scheme.lower() == "bearer" and token and self._accountable(token)):
+                peer = scope.get("client")
+                forwarded = headers.get(b"x-forwarded-for")
+                address = client_address(
+                    peer[0] if peer else None,
+                    forwarded.decode("latin-1") if forwarded else None,
+                    self._trusted,
+                )
+                try:
+                    self._rate.take(address)
+                except LimitExceeded as exc:
+                    await refusal(exc)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def staff_token_check(settings: Settings) -> Callable[[str], bool]:
+    """Whether a bearer token is a valid staff token (any role)."""
+
+    def accountable(token: str) -> bool:
+        try:
+            decode_token(settings, token)
+        except (jwt.PyJWTError, ValueError, KeyError):
+            return False
+        return True
+
+    return accountable

@@ -5,17 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from services.common.backpressure import Admission
+from services.common.middleware import allow_larger_body
 from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
-from services.intake import api
+from services.intake import api, attachments_api, open311, pages, receipt
 from services.intake import messaging as intake_messaging
+from services.intake.attachments import AttachmentStore
 from services.intake.channels import ChannelGate
 from services.intake.domain import ApplicationForm, SequenceAllocator
 from services.intake.handlers import Intake, bundled_districts
+from services.intake.identity import identity_verifier
+from services.intake.limits import AddressRate, DailyCounters, DailyLimits, trusted_proxies
+from services.intake.progress import ProgressStore
 from services.intake.store import ApplicationStore, AssertionStore, SequenceCounters
+from services.intake.verification import KannelSender, PhoneVerifications
 
 SERVICE = "intake"
 # Numbers reserved per database round trip. A stopped process leaves at most this many
@@ -34,6 +41,8 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     store = ApplicationStore(db, cipher, service.publisher)
     served = intake_messaging.ServedProvinces(settings)
     assertions = AssertionStore(db)
+    counters = DailyCounters(db)
+    attachments = AttachmentStore(db, settings)
     intake = Intake(
         store=store,
         allocator=SequenceAllocator(SequenceCounters(db), block_size=NUMBER_BLOCK_SIZE),
@@ -41,10 +50,19 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         cipher=cipher,
         districts=bundled_districts(),
         served=served,
-        gate=ChannelGate(settings, assertions),
+        gate=ChannelGate(settings, assertions, cipher),
+        identities=identity_verifier(settings),
+        limits=DailyLimits(counters, settings),
+        attachments=attachments,
         tracking_url=settings.public_tracking_url,
     )
-    intake_messaging.wire(service.broker, intake, settings, group_id=consumer_group)
+    sms = KannelSender(settings)
+    verifications = PhoneVerifications(db, cipher, settings, sms)
+    progress = ProgressStore(db)
+    open311_requests = open311.RequestQuery(db)
+    intake_messaging.wire(
+        service.broker, intake, settings, group_id=consumer_group, progress=progress
+    )
     admission = Admission(SERVICE, service.runtime.ready, max_in_flight=MAX_IN_FLIGHT)
     app = service.app(
         title="Açık Kapı — Başvuru Kabul",
@@ -52,15 +70,40 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
             "Vatandaş başvurularını her kanaldan alır, kurallara göre denetler, numaralandırır "
             "ve Kafka'ya duyurur."
         ),
-        routers=[api.router],
-        on_startup=[store.ensure_indexes, assertions.ensure_indexes],
-        background=[store.outbox.run_relay, admission.watch, served.view.follow],
+        routers=[api.router, attachments_api.router, receipt.router, pages.router, open311.router],
+        on_startup=[
+            store.ensure_indexes,
+            open311_requests.ensure_indexes,
+            assertions.ensure_indexes,
+            counters.ensure_indexes,
+            verifications.ensure_indexes,
+            attachments.ensure_indexes,
+        ],
+        background=[
+            store.outbox.run_relay,
+            admission.watch,
+            served.view.follow,
+            attachments.run_sweeper,
+        ],
         ready_checks={"taxonomy": served.is_known},
-        on_shutdown=[intake.shutdown],
+        on_shutdown=[intake.shutdown, sms.aclose],
     )
+    app.add_middleware(
+        api.AddressRateMiddleware,
+        rate=AddressRate(settings.client_posts_per_minute, settings.client_burst),
+        trusted=trusted_proxies(settings),
+        accountable=api.staff_token_check(settings),
+    )
+    # The pages' style sheet and scripts, served by intake itself (no CDN on a closed network).
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.state.intake = intake
+    app.state.verifications = verifications
     app.state.served = served
     app.state.store = store
+    app.state.progress = progress
+    app.state.open311_requests = open311_requests
+    app.state.attachments = attachments
+    allow_larger_body(app, attachments_api.UPLOAD_PATH, attachments_api.upload_allowance(settings))
     app.state.admission = admission
     _document_request_body(app)
     return app

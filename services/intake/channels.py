@@ -10,9 +10,13 @@
   is refused (`vouch`), and so is a replayed one (`spend`, once the form has passed the rules,
   so a corrected form can reuse it): each `jti` registers one application, and a retry with
   the same idempotency key or submission id is not a replay.
+- web, mobile: the citizen confirmed the mobile number with a one-time code
+  (verification.py); the token it gave goes in `phone_verification` and must name the form's
+  phone (`confirm_phone`, once the rules have normalised the number). Off with
+  `AK_PHONE_VERIFICATION=false`.
 - every other channel: nothing to vouch for here.
 
-Neither the officer token nor the assertion is stored or logged.
+Neither the officer token, the assertion nor the phone token is stored or logged.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import jwt
 
 from services.common.auth import Role, decode_token
 from services.common.events import Channel
+from services.common.pii import PiiCipher
 from services.common.settings import Settings
+from services.intake.verification import confirmed_phone_key
 
 ASSERTION_FIELD = "edevlet_assertion"
 # Channels where an officer records the application, by the name the messages give them.
@@ -34,6 +40,9 @@ _STAFFED: dict[str, str] = {
     Channel.call_center.value: "Çağrı merkezi",
 }
 OFFICER_FIELD = "officer_token"
+PHONE_FIELD = "phone_verification"
+_PHONE_CONFIRMED = frozenset({Channel.web.value, Channel.mobile.value})
+_PROOFS = (OFFICER_FIELD, ASSERTION_FIELD, PHONE_FIELD)
 # Clock difference tolerated between the gateway and us.
 LEEWAY_SECONDS = 30
 
@@ -65,12 +74,15 @@ class Vouched:
     # The e-Devlet assertion to spend once the application passed the rules.
     assertion_id: str | None = None
     assertion_expires: datetime | None = None
+    # The keyed hash of the phone the citizen confirmed with a code (web and mobile).
+    phone_key: str | None = None
 
 
 class ChannelGate:
-    def __init__(self, settings: Settings, ledger: AssertionLedger) -> None:
+    def __init__(self, settings: Settings, ledger: AssertionLedger, cipher: PiiCipher) -> None:
         self._settings = settings
         self._ledger = ledger
+        self._cipher = cipher
 
     def vouch(self, body: Any, *, bearer: str | None = None) -> Vouched:
         """What the channel proves for `body`, or ChannelRefused. A body that is not an
@@ -88,7 +100,38 @@ class ChannelGate:
             return Vouched(without_proofs(body), recorded_by=officer)
         if channel == Channel.edevlet:
             return self._edevlet(body)
+        if channel in _PHONE_CONFIRMED and self._settings.phone_verification:
+            return Vouched(without_proofs(body), phone_key=self._phone_key(body.get(PHONE_FIELD)))
         return Vouched(without_proofs(body))
+
+    def confirm_phone(self, vouched: Vouched, phone: str) -> None:
+        """The confirmed number must be the form's (E.164, after the rules)."""
+        if vouched.phone_key is not None and vouched.phone_key != self._cipher.blind_index(phone):
+            raise ChannelRefused(
+                401,
+                PHONE_FIELD,
+                "phone_mismatch",
+                "Doğrulanan telefon numarası başvurudaki numara değil. Lütfen başvurudaki "
+                "numaraya gönderilen kodla doğrulayın.",
+            )
+
+    def _phone_key(self, token: Any) -> str:
+        if not isinstance(token, str) or not token:
+            raise ChannelRefused(
+                401,
+                PHONE_FIELD,
+                "unverified_phone",
+                "Cep telefonu numaranızı doğrulamanız gerekir: numaranıza gönderilen kodu girin.",
+            )
+        try:
+            return confirmed_phone_key(self._settings, token)
+        except jwt.PyJWTError:
+            raise ChannelRefused(
+                401,
+                PHONE_FIELD,
+                "invalid_phone_verification",
+                "Telefon doğrulamanızın süresi dolmuş veya geçersiz; lütfen yeni bir kod isteyin.",
+            ) from None
 
     async def spend(self, vouched: Vouched, request_key: str | None) -> None:
         """Uses up the e-Devlet assertion, if there is one; a second use is refused, except a
@@ -174,8 +217,8 @@ class ChannelGate:
 
 
 def without_proofs(body: Any) -> Any:
-    """The body with the officer's token and the e-Devlet assertion taken out: what may be
-    kept, fingerprinted or set aside on a dead-letter topic."""
+    """The body without its proofs (officer token, e-Devlet assertion, phone token): what may
+    be kept, fingerprinted or set aside on a dead-letter topic."""
     if not isinstance(body, dict):
         return body
-    return {k: v for k, v in body.items() if k not in (OFFICER_FIELD, ASSERTION_FIELD)}
+    return {k: v for k, v in body.items() if k not in _PROOFS}

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
 )
@@ -312,6 +313,10 @@ class DistrictDirectory:
 
 EMPTY_DIRECTORY = DistrictDirectory({})
 
+# A bound on the form's list of attachment ids; the real limit is the setting
+# attachments_per_application, which the claim enforces with its own message.
+MAX_ATTACHMENT_IDS = 50
+
 
 def _rule(check: Any) -> AfterValidator:
     """Run a rule as a pydantic validator, keeping its code and Turkish message."""
@@ -377,6 +382,10 @@ class ApplicationForm(BaseModel):
     location: Location | None = None
     # Set by the officer at the counter (the applicant is escorted); no other channel may.
     priority: Priority | None = None
+    # Ids from POST /api/v1/attachments; checked and claimed when the application is registered.
+    attachments: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=MAX_ATTACHMENT_IDS
+    )
     # The call centre's: the number the citizen called from (personal data: stored sealed).
     caller_number: str | None = Field(default=None, validate_default=True)
 

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -33,6 +33,7 @@ from services.common.events import (
     ApplicantContact,
     ApplicationReceived,
     ApplicationSubmitted,
+    AttachmentRef,
     Channel,
     Envelope,
     FieldError,
@@ -44,7 +45,8 @@ from services.common.events import (
 from services.common.messaging import Outgoing, each
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher, mask_tckn
-from services.intake.channels import ChannelGate, ChannelRefused, without_proofs
+from services.intake.attachments import AttachmentRefused
+from services.intake.channels import ChannelGate, ChannelRefused, Vouched, without_proofs
 from services.intake.domain import (
     RULE_CODES,
     ApplicationForm,
@@ -55,6 +57,14 @@ from services.intake.domain import (
     numbering_year,
     validate_application,
 )
+from services.intake.identity import (
+    MISMATCH_MESSAGE,
+    UNAVAILABLE_MESSAGE,
+    IdentityClaim,
+    IdentityUnavailable,
+    IdentityVerifier,
+)
+from services.intake.limits import Applicant, DailyLimits, LimitExceeded
 from services.intake.store import ApplicationRecords
 
 log = logging.getLogger("acikkapi.intake")
@@ -83,6 +93,25 @@ class InvalidApplication(Exception):
 
 class IdempotencyConflict(Exception):
     """The key was already used for a different body."""
+
+
+class Unavailable(Exception):
+    """Something intake must ask could not be asked now; nothing was registered."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Attachments(Protocol):
+    """Uploaded files, claimed by the application that names them (AttachmentStore)."""
+
+    async def claim(
+        self, attachment_ids: Sequence[str], application_id: str
+    ) -> list[AttachmentRef]: ...
+
+    async def release(self, attachment_ids: Sequence[str], application_id: str) -> None: ...
 
 
 class Clock(Protocol):
@@ -192,6 +221,9 @@ class Intake:
         districts: DistrictDirectory,
         served: Provinces,
         gate: ChannelGate,
+        identities: IdentityVerifier,
+        limits: DailyLimits,
+        attachments: Attachments,
         tracking_url: str,
         clock: Clock = utc_now_ms,
     ) -> None:
@@ -202,6 +234,9 @@ class Intake:
         self._districts = districts
         self._served = served
         self.gate = gate
+        self._identities = identities
+        self._limits = limits
+        self._attachments = attachments
         self._tracking_url = tracking_url
         self._clock = clock
 
@@ -220,6 +255,45 @@ class Intake:
             )
         except ValidationError as exc:
             raise InvalidApplication(field_errors(exc)) from None
+
+    async def admit(self, vouched: Vouched, form: ApplicationForm, request_key: str | None) -> None:
+        """What a valid form must still pass before it is registered, in this order: the
+        confirmed phone is the form's, the registry knows the person (unless the e-Devlet
+        gateway proved them), today's limits, and the e-Devlet assertion is spent.
+
+        Raises ChannelRefused, InvalidApplication (identity), LimitExceeded or Unavailable.
+        """
+        applicant = form.applicant
+        self.gate.confirm_phone(vouched, applicant.phone)
+        if not vouched.identity_proven:
+            claim = IdentityClaim(
+                applicant.tckn,
+                applicant.first_name,
+                applicant.last_name,
+                applicant.mother_maiden_initials or "",
+            )
+            try:
+                known = await self._identities.verify(claim)
+            except IdentityUnavailable:
+                raise Unavailable(UNAVAILABLE_MESSAGE, retry_after=30) from None
+            if not known:
+                raise InvalidApplication(
+                    [
+                        {
+                            "field": "applicant",
+                            "code": "identity_mismatch",
+                            "message": MISMATCH_MESSAGE,
+                        }
+                    ]
+                )
+        await self._limits.admit(
+            Applicant(
+                form.channel,
+                self._cipher.blind_index(applicant.tckn),
+                self._cipher.blind_index(applicant.phone),
+            )
+        )
+        await self.gate.spend(vouched, request_key)
 
     def fingerprint(self, body: Mapping[str, Any]) -> str:
         """A keyed hash of the body (it holds a TC Kimlik No, so a plain hash would not do)."""
@@ -244,15 +318,22 @@ class Intake:
         """
         keyed = idempotency_key is not None or submission_id is not None
         fingerprint = self.fingerprint(body) if keyed else None
+        application_id = str(uuid.uuid4())
+        # Before a number is taken: unknown or too many files refuse the application (422).
+        try:
+            attachments = await self._attachments.claim(form.attachments, application_id)
+        except AttachmentRefused as exc:
+            raise InvalidApplication(exc.errors) from None
         received_at = self._clock()
         year = numbering_year(received_at)
         sequence = await self._allocator.next(form.province_code, year)
         applicant = form.applicant
         app = RegisteredApplication(
-            application_id=str(uuid.uuid4()),
+            application_id=application_id,
             application_number=format_number(form.province_code, year, sequence),
             received_at=received_at,
-            **facts_of(form, exclude=("application_number", "received_at")),
+            attachments=tuple(attachments),
+            **facts_of(form, exclude=("application_number", "received_at", "attachments")),
             applicant=ApplicantContact(
                 tckn_masked=mask_tckn(applicant.tckn),
                 **applicant.model_dump(include={"first_name", "last_name", "phone", "email"}),
@@ -275,6 +356,7 @@ class Intake:
             if first is None:
                 raise  # not a repeated key: a real inconsistency, not the caller's fault
             self._allocator.give_back(form.province_code, year, sequence)
+            await self._attachments.release(form.attachments, application_id)
             if first.fingerprint != fingerprint:
                 raise IdempotencyConflict from None
             announced = True
@@ -360,18 +442,24 @@ class Intake:
         try:
             vouched = self.gate.vouch(body)
             form = self.validate(vouched.body, identity_proven=vouched.identity_proven)
-            await self.gate.spend(vouched, event.submission_id)
+            await self.admit(vouched, form, event.submission_id)
             registration = await self.register(
                 form,
                 body=without_proofs(body),
                 submission_id=event.submission_id,
                 recorded_by=vouched.recorded_by,
             )
-        except ChannelRefused as exc:
-            # A redelivery after the proof expired: what it registered stands.
+        except (ChannelRefused, LimitExceeded) as exc:
+            # A redelivery after the proof expired, or counted again past a limit: what it
+            # registered stands.
             if await self.replay(body, submission_id=event.submission_id) is None:
                 APPLICATIONS.labels("kafka", channel, "rejected").inc()
-                await self._reject(event.submission_id, exc.errors)
+                errors = (
+                    exc.errors
+                    if isinstance(exc, ChannelRefused)
+                    else [{"field": None, "code": exc.code, "message": exc.message}]
+                )
+                await self._reject(event.submission_id, errors)
             return
         except InvalidApplication as exc:
             APPLICATIONS.labels("kafka", channel, "rejected").inc()

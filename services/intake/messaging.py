@@ -8,14 +8,17 @@ from services.common import messaging, topics
 from services.common.compacted import CompactedView
 from services.common.events import (
     ApplicationReceived,
+    ApplicationResponse,
     ApplicationSubmitted,
     NotificationRequest,
+    StatusChanged,
     SubmissionRejected,
     TaxonomyPublished,
 )
 from services.common.settings import Settings
 from services.intake.domain import DistrictDirectory
 from services.intake.handlers import Intake
+from services.intake.progress import ProgressStore
 
 SERVICE = "intake"
 
@@ -46,6 +49,14 @@ class ServedProvinces:
             self._directory = (versions, base.with_provinces(lists))
         return self._directory[1]
 
+    def taxonomy(self, province_code: int) -> TaxonomyPublished | None:
+        """What routing announced for that province (headings, categories, districts)."""
+        return self.view.latest.get(str(province_code))
+
+    def served(self) -> list[TaxonomyPublished]:
+        """Every province served, by plate code."""
+        return sorted(self.view.latest.values(), key=lambda t: t.province_code)
+
     def is_known(self) -> bool:
         """Ready to judge: the topic has been read to the end it had at start, and routing has
         announced at least one province (before that no application could be routed)."""
@@ -55,8 +66,19 @@ class ServedProvinces:
         await self.view.populated.wait()
 
 
+def progress_groups(group_id: str | None = None) -> tuple[str, str]:
+    """The consumer groups that follow the status and the responses topics."""
+    base = group_id or f"acikkapi-{SERVICE}"
+    return f"{base}-progress-status", f"{base}-progress-responses"
+
+
 def wire(
-    broker: KafkaBroker, intake: Intake, settings: Settings, group_id: str | None = None
+    broker: KafkaBroker,
+    intake: Intake,
+    settings: Settings,
+    group_id: str | None = None,
+    *,
+    progress: ProgressStore | None = None,
 ) -> None:
     messaging.subscribe(
         broker,
@@ -67,6 +89,29 @@ def wire(
         settings=settings,
         group_id=group_id,
     )
+    if progress is not None:
+        # Each in a group of its own (progress_groups): a consumer joining one group makes
+        # every member of that group stop and rebalance, so these never pause the
+        # submissions' consumer, nor each other.
+        status_group, responses_group = progress_groups(group_id)
+        messaging.subscribe(
+            broker,
+            topics.STATUS,
+            StatusChanged,
+            progress.handle_status,
+            service=SERVICE,
+            settings=settings,
+            group_id=status_group,
+        )
+        messaging.subscribe(
+            broker,
+            topics.RESPONSES,
+            ApplicationResponse,
+            progress.handle_responses,
+            service=SERVICE,
+            settings=settings,
+            group_id=responses_group,
+        )
     messaging.declare_publisher(
         broker,
         topics.RECEIVED,

@@ -16,7 +16,7 @@ import pytest
 
 from services.common import topics
 from services.common.settings import SERVICE_PORTS, Settings
-from tests.conftest import start_group_at_end
+from tests.conftest import checks_off_env, start_group_at_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def service_urls(
     """One process per service, as `python -m services.<name>`, on the test ports; they stop
     when the module ends so no later test shares their consumer groups."""
     logs = tmp_path_factory.mktemp("e2e-logs")
-    env = dict(os.environ, AK_DB_PREFIX=e2e_settings.db_prefix)
+    env = dict(os.environ, AK_DB_PREFIX=e2e_settings.db_prefix) | checks_off_env()
     env.setdefault(
         "AK_SMS_DLR_BASE_URL", f"http://127.0.0.1:{e2e_settings.port_for('notification')}"
     )

@@ -28,7 +28,7 @@ from deploy.local.stack import Stack
 from services.common import topics
 from services.common.auth import Role
 from services.common.settings import SERVICE_PORTS, Settings
-from tests.conftest import start_group_at_end, topic_partitions
+from tests.conftest import checks_off_env, start_group_at_end, topic_partitions
 from tests.e2e.conftest import READS
 from tests.support import bearer, parse_fakesmsc, valid_tckn
 
@@ -75,7 +75,7 @@ class ServiceFleet:
         self.logs = logs
         self.urls = {n: f"http://127.0.0.1:{settings.port_for(n)}" for n in SERVICE_PORTS}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.env = dict(os.environ, AK_DB_PREFIX=settings.db_prefix)
+        self.env = dict(os.environ, AK_DB_PREFIX=settings.db_prefix) | checks_off_env()
         self.env.setdefault(
             "AK_SMS_DLR_BASE_URL", f"http://127.0.0.1:{settings.port_for('notification')}"
         )

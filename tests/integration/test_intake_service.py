@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -22,7 +21,6 @@ from services.common.auth import Role
 from services.common.devtoken import edevlet_assertion
 from services.common.events import ApplicantContact
 from services.common.settings import Settings
-from services.intake.app import build_app
 from services.intake.domain import RegisteredApplication
 from services.intake.handlers import Intake, received_messages
 from services.intake.store import ApplicationStore
@@ -30,8 +28,8 @@ from tests.conftest import (
     ServiceUnderTest,
     Tap,
     fresh_consumer_group,
-    intake_serves_denizli,
     produce,
+    running_intake,
 )
 from tests.support import bearer
 from tests.unit.test_intake_rules import VALID_TCKN, body
@@ -60,15 +58,10 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     group = await fresh_consumer_group(bootstrap, "intake", [topics.SUBMISSIONS], OUTPUTS)
     tap = Tap(bootstrap, [*OUTPUTS, DLQ])
     await tap.start()
-    app = build_app(settings, consumer_group=group)
     mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
     try:
-        async with app.router.lifespan_context(app):
-            await asyncio.wait_for(app.state.runtime.started.wait(), 60)
-            await intake_serves_denizli(app, settings)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
-                yield Service(http, settings, tap, app.state.intake, app.state.store, mongo)
+        async with running_intake(settings, group) as (app, http):
+            yield Service(http, settings, tap, app.state.intake, app.state.store, mongo)
     finally:
         await tap.stop()
         await mongo.close()

@@ -11,12 +11,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.common.auth import Role
 from services.common.devtoken import edevlet_assertion
+from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.intake.channels import ChannelGate, ChannelRefused
 from tests.support import bearer
 from tests.unit.test_intake_rules import VALID_TCKN, body
 
-SETTINGS = Settings()
+SETTINGS = Settings(phone_verification=False)  # tests/unit/test_intake_phone_codes.py has it
 
 
 class Ledger:
@@ -34,7 +35,7 @@ class Ledger:
 
 @pytest.fixture
 def gate() -> ChannelGate:
-    return ChannelGate(SETTINGS, Ledger())
+    return ChannelGate(SETTINGS, Ledger(), PiiCipher(SETTINGS.pii_key_bytes()))
 
 
 def token(role: Role, institution: str | None = None) -> str:

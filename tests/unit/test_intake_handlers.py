@@ -16,6 +16,7 @@ from services.common import topics
 from services.common.events import (
     ApplicationReceived,
     ApplicationSubmitted,
+    AttachmentRef,
     Envelope,
     NotificationRequest,
     SubmissionRejected,
@@ -24,14 +25,18 @@ from services.common.messaging import Outgoing
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
+from services.intake.attachments import UnknownAttachments
 from services.intake.channels import ChannelGate
 from services.intake.domain import DistrictDirectory, RegisteredApplication, SequenceAllocator
 from services.intake.handlers import (
     IdempotencyConflict,
     Intake,
+    InvalidApplication,
     bundled_districts,
     received_events,
 )
+from services.intake.identity import AcceptAll
+from services.intake.limits import DailyLimits
 from tests.unit.test_intake_channels import Ledger
 from tests.unit.test_intake_numbering import FakeCounters
 from tests.unit.test_intake_rules import VALID_TCKN, body
@@ -143,6 +148,47 @@ def clock() -> Clock:
     return Clock()
 
 
+class DayCounts:
+    """Daily counters in memory (limits.Counters)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    async def take(self, keys: list[str], expires_at: datetime) -> list[int]:
+        for key in keys:
+            self.counts[key] = self.counts.get(key, 0) + 1
+        return [self.counts[key] for key in keys]
+
+
+class Uploads:
+    """Uploaded files in memory (handlers.Attachments): id → its ref, and who claimed it."""
+
+    def __init__(self, *ids: str) -> None:
+        self.refs = {
+            i: AttachmentRef(
+                attachment_id=i, sha256=i * 4, content_type="application/pdf", size=9, name=i
+            )
+            for i in ids
+        }
+        self.claimed_by: dict[str, set[str]] = {i: set() for i in ids}
+
+    async def claim(self, ids: Sequence[str], application_id: str) -> list[AttachmentRef]:
+        if unknown := [i for i in ids if i not in self.refs]:
+            raise UnknownAttachments(unknown)
+        for i in ids:
+            self.claimed_by[i].add(application_id)
+        return [self.refs[i] for i in ids]
+
+    async def release(self, ids: Sequence[str], application_id: str) -> None:
+        for i in ids:
+            self.claimed_by[i].discard(application_id)
+
+
+@pytest.fixture
+def uploads() -> Uploads:
+    return Uploads("dilekce", "foto")
+
+
 class Served(frozenset[int]):
     """Provinces known from the start (the Provinces protocol)."""
 
@@ -157,7 +203,7 @@ class Served(frozenset[int]):
 
 
 @pytest.fixture
-def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
+def intake(store: FakeStore, bus: FakeBus, clock: Clock, uploads: Uploads) -> Intake:
     return Intake(
         store=store,
         allocator=SequenceAllocator(FakeCounters(), block_size=50),
@@ -165,7 +211,10 @@ def intake(store: FakeStore, bus: FakeBus, clock: Clock) -> Intake:
         cipher=PiiCipher(b"k" * 32),
         districts=bundled_districts(),
         served=Served({20}),
-        gate=ChannelGate(Settings(), Ledger()),
+        gate=ChannelGate(Settings(phone_verification=False), Ledger(), PiiCipher(b"k" * 32)),
+        identities=AcceptAll(),
+        limits=DailyLimits(DayCounts(), Settings(daily_limit_per_tckn=0, daily_limit_per_phone=0)),
+        attachments=uploads,
         tracking_url=TRACKING_URL,
         clock=clock,
     )
@@ -229,6 +278,33 @@ async def test_a_repeated_key_returns_the_first_answer_and_stores_nothing_new(
     # The number the repeat had reserved is not lost.
     third = await submit(intake, body())
     assert third.application.application_number.startswith("20-2026-0000002-")
+
+
+async def test_the_named_files_are_claimed_and_travel_with_the_application(
+    intake: Intake, store: FakeStore, bus: FakeBus, uploads: Uploads
+) -> None:
+    raw = body(attachments=["dilekce", "foto"])
+    first = await submit(intake, raw, idempotency_key="k-files")
+    app_id = first.application.application_id
+    assert [a.attachment_id for a in first.application.attachments] == ["dilekce", "foto"]
+    (received,) = bus.on(topics.RECEIVED)
+    assert isinstance(received, ApplicationReceived)
+    assert received.attachments == first.application.attachments
+    assert uploads.claimed_by == {"dilekce": {app_id}, "foto": {app_id}}
+    # A keyed retry claims nothing for an application that was never registered.
+    await submit(intake, raw, idempotency_key="k-files")
+    assert uploads.claimed_by == {"dilekce": {app_id}, "foto": {app_id}}
+
+
+async def test_an_unknown_file_refuses_the_application_before_it_is_numbered(
+    intake: Intake, store: FakeStore
+) -> None:
+    with pytest.raises(InvalidApplication) as refused:
+        await submit(intake, body(attachments=["dilekce", "baska-birinin"]))
+    assert [e["code"] for e in refused.value.errors] == ["unknown_attachments"]
+    assert store.apps == {}
+    numbered = await submit(intake, body())
+    assert numbered.application.application_number.startswith("20-2026-0000001-")
 
 
 async def test_the_same_key_with_another_body_is_a_conflict(

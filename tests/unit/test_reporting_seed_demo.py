@@ -19,6 +19,7 @@ from stdnum.tr import tckimlik
 
 from services.common.auth import decode_token
 from services.common.settings import Settings
+from services.intake.identity import demo_persons
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,8 +96,14 @@ def test_every_demo_body_passes_intakes_rules():
     categories = seed.parse_taxonomy(_denizli_taxonomy_view()).categories
     channels: Counter[str] = Counter()
     without_category = 0
+    registry = {p["tckn"]: p for p in demo_persons()}
+    applicants = set()
     for n in range(1, 632):
         body, category = seed.build_application(n, seed.DEFAULT_SEED, 20, categories)
+        # A person of the demo registry, as the identity check knows them, each one only once.
+        applicant = body["applicant"]
+        assert registry[applicant["tckn"]] == applicant
+        applicants.add(applicant["tckn"])
         assert body == seed.build_application(n, seed.DEFAULT_SEED, 20, categories)[0]
         ApplicationForm.model_validate(body, context={"districts": districts})
         channels[body["channel"]] += 1
@@ -105,6 +112,7 @@ def test_every_demo_body_passes_intakes_rules():
         else:
             assert body["category_code"] == category.code
     assert set(channels) == {"web", "mobile", "counter", "edevlet"}
+    assert len(applicants) == 631
     assert without_category == 631 // seed.UNCATEGORISED_EVERY
     for outcome in seed.DENIZLI_OUTCOMES:
         assert all(len(t) >= 10 for t in seed.ANSWERS[outcome])
