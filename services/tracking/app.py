@@ -54,6 +54,7 @@ def build_app(
         on_startup=[store.ensure_indexes],
         background=[deadline_watcher, store.outbox.run_relay],
     )
+    app.mount(page.STATIC_URL, page.static_files, name="static")
     app.state.tracking = tracking
     return app
 
