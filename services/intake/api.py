@@ -407,7 +407,7 @@ class AddressRateMiddleware:
     """Answers 429 with Retry-After, before anything else is done, when a client address
     posts faster than the limit allows (limits.AddressRate).
 
-    A request with a valid staff token is not counted: it is accountable, and a channel
+    A request with a valid staff token is never refused: it is accountable, and a channel
     adapter (the mobile app's server, a kiosk server, the call centre, the demo loader) posts
     for many citizens from one address. The citizens' own daily limits still apply to it.
     """
@@ -432,21 +432,26 @@ class AddressRateMiddleware:
             and scope["path"].startswith(_RATE_LIMITED_PREFIXES)
         ):
             headers = dict(scope.get("headers") or [])
-            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-            if not (scheme.lower() == "bearer" and token and self._accountable(token)):
-                peer = scope.get("client")
-                forwarded = headers.get(b"x-forwarded-for")
-                address = client_address(
-                    peer[0] if peer else None,
-                    forwarded.decode("latin-1") if forwarded else None,
-                    self._trusted,
-                )
-                try:
-                    self._rate.take(address)
-                except LimitExceeded as exc:
+            peer = scope.get("client")
+            forwarded = headers.get(b"x-forwarded-for")
+            address = client_address(
+                peer[0] if peer else None,
+                forwarded.decode("latin-1") if forwarded else None,
+                self._trusted,
+            )
+            try:
+                self._rate.take(address)
+            except LimitExceeded as exc:
+                # Only then is the token read (a signature check per request would cost more
+                # than the bucket): a staff token is let through, anything else refused.
+                if not self._staff(headers.get(b"authorization", b"")):
                     await refusal(exc)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    def _staff(self, authorization: bytes) -> bool:
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        return scheme.lower() == "bearer" and bool(token) and self._accountable(token)
 
 
 def staff_token_check(settings: Settings) -> Callable[[str], bool]:
