@@ -27,7 +27,7 @@ MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
 	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py tests/browser/conftest.py
 
-.PHONY: help install run stop status test test-unit lint types fmt bench bench-cost bench-scale bench-chaos
+.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ stop: ## stop everything `make run` started
 
 status: ## show what `make run` started and whether it is ready
 	@AK_DATA_DIR=$(RUN_DATA) $(STACK) status || true
+
+institution: ## an institution's Kafka user on `make run`'s broker: make institution CODE=DESKI
+	@[[ -n "$(CODE)" ]] || { echo "usage: make institution CODE=<institution code>" >&2; exit 2; }
+	@AK_DATA_DIR=$(RUN_DATA) $(PY) -m deploy.local.kafka_acl add-institution "$(CODE)"
 
 # The end-to-end ring first, on a clean broker: its five service processes join the services'
 # own consumer groups and stop when its module ends, before any integration module runs an
@@ -111,3 +115,6 @@ bench-scale: ## the drain with 1, 2 and 3 routing and tracking processes (`make 
 
 bench-chaos: install ## 10,000 applications at 200/s, every service killed once, on a stack of its own
 	@$(PY) bench/chaos.py
+
+bench-routing: install ## routing's learned suggestions vs keywords on held-out texts, offline (no stack)
+	@$(PY) bench/routing_eval.py

@@ -21,7 +21,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.pipeline import _children, adapter_headers, application_body
+from bench.pipeline import _children, adapter_headers, application_body, kafka_as
+from services.common import kafka_auth
 from services.common.messaging import topic_partitions
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -44,11 +45,12 @@ def cpu_seconds(data_dir: Path) -> dict[str, float]:
 
 
 async def topic_ends(bootstrap: str) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    kafka = kafka_as(kafka_auth.ADMIN, bootstrap)
+    consumer = AIOKafkaConsumer(**kafka)
     await consumer.start()
     try:
         names = [t for t in await consumer.topics() if t.startswith("acikkapi.")]
-        ends = await consumer.end_offsets(await topic_partitions(bootstrap, names))
+        ends = await consumer.end_offsets(await topic_partitions(kafka, names))
     finally:
         await consumer.stop()
     out: dict[str, int] = {}

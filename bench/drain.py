@@ -26,7 +26,7 @@ from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.pipeline import application_body
-from services.common import topics
+from services.common import kafka_auth, topics
 from services.common.messaging import topic_partitions
 from services.common.settings import Settings
 
@@ -93,7 +93,8 @@ class Watch:
         ]
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        kafka = kafka_auth.client_options(self.settings, kafka_auth.ADMIN)
+        admin = AIOKafkaAdminClient(**kafka)
         await admin.start()
         try:
             names = [
@@ -102,9 +103,9 @@ class Watch:
         finally:
             await admin.close()
         admin_names += [n for n in names if n not in admin_names]
-        self.partitions = await topic_partitions(self.settings.kafka_bootstrap, admin_names)
+        self.partitions = await topic_partitions(kafka, admin_names)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka,
             group_id=None,
             enable_auto_commit=False,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -158,7 +159,9 @@ async def drain(settings: Settings, count: int, timeout: float) -> dict[str, flo
     await watch.start()
     mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri_for("reporting"))
     read_model = mongo[settings.database_name("reporting")]["applications"]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    # The submissions come as a channel adapter sends them, as the adapter's broker user.
+    adapter = kafka_auth.client_options(settings, kafka_auth.ADAPTER)
+    producer = AIOKafkaProducer(**adapter, acks="all", linger_ms=5)
     await producer.start()
     started = time.perf_counter()
     try:

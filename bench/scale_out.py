@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.drain import STAGES, drain
-from services.common import topics
+from services.common import kafka_auth, topics
 from services.common.messaging import topic_partitions
 from services.common.settings import Settings
 
@@ -73,7 +73,8 @@ async def wait_shared(settings: Settings, processes: int, timeout: float = 120.0
         while time.monotonic() < deadline:
             settled = True
             for service, topic in SCALED.items():
-                wanted = len(await topic_partitions(settings.kafka_bootstrap, [topic]))
+                admin = kafka_auth.client_options(settings, kafka_auth.ADMIN)
+                wanted = len(await topic_partitions(admin, [topic]))
                 ports = [extra_port(settings, service, i) for i in range(1, processes + 1)]
                 held = [await assigned(http, port, topic) for port in ports]
                 settled &= sum(held) == wanted and all(h > 0 for h in held)

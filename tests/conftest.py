@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI
 
-from services.common import messaging, topics
+from services.common import kafka_auth, messaging, topics
 from services.common.auth import Role
 from services.common.settings import Settings
 from services.routing.messaging import taxonomy_published
@@ -46,12 +46,22 @@ def checks_off_env() -> dict[str, str]:
 def settings() -> Settings:
     # A database prefix of its own per run, so tests never see each other's data. The citizen
     # checks (identity, phone code, limits) are off here: each has tests of its own
-    # (tests/integration/test_intake_citizen_checks.py) that turn it on.
-    return Settings(db_prefix=f"t{uuid.uuid4().hex[:8]}", **CHECKS_OFF)
+    # (tests/integration/test_intake_citizen_checks.py) that turn it on. Services run in this
+    # process use test groups and topics, so they connect as the broker's admin; the e2e
+    # ring's service processes, and tests/integration/test_kafka_acl.py, use their own users.
+    return Settings(
+        db_prefix=f"t{uuid.uuid4().hex[:8]}", kafka_username=kafka_auth.ADMIN, **CHECKS_OFF
+    )
+
+
+def kafka(bootstrap: str) -> dict[str, Any]:
+    """aiokafka's connection options for the test helpers: the stack's broker at `bootstrap`,
+    as its admin (they read, write and create any topic and group)."""
+    return kafka_auth.client_options(Settings(), kafka_auth.ADMIN, bootstrap=bootstrap)
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -65,7 +75,7 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -
 async def produce(
     bootstrap: str, topic: str, value: bytes | dict[str, Any], key: str | None = None
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka(bootstrap), acks="all")
     await producer.start()
     try:
         body = value if isinstance(value, bytes) else json.dumps(value).encode()
@@ -115,7 +125,7 @@ async def consume_until(
     """Read `topic` with a plain Kafka client until a JSON message satisfies `predicate`."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka(bootstrap),
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -137,7 +147,7 @@ async def consume_until(
 
 async def topic_partitions(bootstrap: str, names: list[str]) -> list[TopicPartition]:
     """Every partition of the topics, each of which must exist."""
-    partitions = await messaging.topic_partitions(bootstrap, names)
+    partitions = await messaging.topic_partitions(kafka(bootstrap), names)
     missing = set(names) - {tp.topic for tp in partitions}
     assert not missing, f"no such topics on the broker: {sorted(missing)}"
     return partitions
@@ -147,9 +157,7 @@ async def start_group_at_end(bootstrap: str, group: str, names: list[str]) -> No
     """Commit a fresh consumer group's offsets at the topics' current end, so the service under
     test handles only what the test produces, not everything earlier runs left on them."""
     partitions = await topic_partitions(bootstrap, names)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka(bootstrap), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -181,7 +189,7 @@ class Tap:
         self._bootstrap = bootstrap
         self._names = names
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+            **kafka(bootstrap), group_id=None, enable_auto_commit=False
         )
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None

@@ -14,12 +14,15 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from services.common import topics
+from services.common import kafka_auth, topics
+from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TAXONOMY = ROOT / "services" / "routing" / "data" / "taxonomy_denizli.json"
@@ -47,11 +50,13 @@ def wanted_topics(codes: list[str]) -> dict[str, int]:
     return wanted
 
 
-async def connect(bootstrap: str, deadline: float) -> AIOKafkaAdminClient:
-    """An admin client on a broker that answers; retried until `deadline` while it boots."""
+async def connect(kafka: Mapping[str, Any], deadline: float) -> AIOKafkaAdminClient:
+    """An admin client on a broker that answers; retried until `deadline` while it boots.
+    `kafka` is `kafka_auth.client_options(...)` of a user allowed to create topics."""
+    bootstrap = kafka["bootstrap_servers"]
     while True:
         # Longer than create_topics' own timeout below, so the broker's answer is awaited.
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=70_000)
+        admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=70_000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -117,10 +122,12 @@ async def warn_on_partition_mismatch(admin: AIOKafkaAdminClient, wanted: dict[st
             )
 
 
-async def run(bootstrap: str, taxonomy: Path, replication: int, wait_seconds: float) -> None:
+async def run(
+    kafka: Mapping[str, Any], taxonomy: Path, replication: int, wait_seconds: float
+) -> None:
     deadline = time.monotonic() + wait_seconds
     wanted = wanted_topics(institution_codes(taxonomy))
-    admin = await connect(bootstrap, deadline)
+    admin = await connect(kafka, deadline)
     try:
         while True:
             try:
@@ -150,7 +157,9 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the broker")
     args = parser.parse_args()
-    asyncio.run(run(args.bootstrap, args.taxonomy, args.replication, args.timeout))
+    # As the broker's admin (AK_KAFKA_USERNAME / AK_KAFKA_PASSWORD name another such user).
+    kafka = kafka_auth.client_options(Settings(), kafka_auth.ADMIN, bootstrap=args.bootstrap)
+    asyncio.run(run(kafka, args.taxonomy, args.replication, args.timeout))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ from mirakuru.base import ENV_UUID, cleanup_subprocesses
 from mirakuru.exceptions import ExecutorError, ProcessExitedWithError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploy.local import create_topics
+from deploy.local import create_topics, kafka_acl
+from services.common import kafka_auth
 from services.common.settings import SERVICE_PORTS, Settings
 
 # mirakuru SIGKILLs, on exit, every process whose mark contains the exiting PID as text: the
@@ -265,6 +266,17 @@ class Stack:
         per_service = self.local.mongo_per_service
         self.mongo_per_service = remembered.exists() if per_service is None else per_service
         self.kafka_port = port_of(self.settings.kafka_bootstrap)
+        # How this stack's broker authenticates, whatever the shell says: SCRAM-SHA-512, every
+        # user's password derived from the development secret (kafka_auth.dev_password).
+        self.kafka_settings = self.settings.model_copy(
+            update={
+                "kafka_bootstrap": f"127.0.0.1:{self.kafka_port}",
+                "kafka_security_protocol": "SASL_PLAINTEXT",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_username": "",
+                "kafka_password": "",
+            }
+        )
         self.mongo_port = port_of(self.settings.mongo_uri)
         self.sendsms_port = port_of(self.settings.sms_gateway_url)
         self.service_ports = {svc: int(getattr(self.settings, f"{svc}_port")) for svc in SERVICES}
@@ -285,6 +297,8 @@ class Stack:
         env = {
             "AK_DATA_DIR": str(self.data),
             "AK_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
+            "AK_KAFKA_SECURITY_PROTOCOL": self.kafka_settings.kafka_security_protocol,
+            "AK_KAFKA_SASL_MECHANISM": self.kafka_settings.kafka_sasl_mechanism,
             "AK_MONGO_URI": f"mongodb://127.0.0.1:{self.mongo_port}",
             "AK_SMS_GATEWAY_URL": f"http://127.0.0.1:{self.sendsms_port}/cgi-bin/sendsms",
             "AK_SMS_USERNAME": self.settings.sms_username,
@@ -403,7 +417,14 @@ class Stack:
                     partial(service_ready, port),
                     "/readyz 200",
                     port=port,
-                    env={**self.exports(), "AK_HOST": "127.0.0.1", "AK_WORKERS": str(workers)},
+                    env={
+                        **self.exports(),
+                        "AK_HOST": "127.0.0.1",
+                        "AK_WORKERS": str(workers),
+                        # Each service as its own Kafka user, whatever the shell exported.
+                        "AK_KAFKA_USERNAME": svc,
+                        "AK_KAFKA_PASSWORD": "",
+                    },
                 )
             )
         return components
@@ -442,13 +463,49 @@ class Stack:
         )
 
     def _write_kafka_conf(self) -> None:
+        """The broker's configuration, and the SCRAM credentials it will check, which must be
+        in ZooKeeper before it starts (the broker logs in to itself as admin)."""
         (self.data / "kafka").mkdir(parents=True, exist_ok=True)
+        admin = kafka_auth.credentials(self.kafka_settings, kafka_auth.ADMIN)
         values = {
             "KAFKA_PORT": self.kafka_port,
             "DATA_DIR": self.data,
             "ZOOKEEPER_PORT": self.local.zookeeper_port,
+            "KAFKA_ADMIN_USER": admin.username,
+            "KAFKA_ADMIN_PASSWORD": admin.password,
         }
-        render("server.properties", values, self._conf("server"))
+        conf = Path(self._conf("server"))
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        render("server.properties", values, str(conf))
+        # For Kafka's own command-line tools (docs/runbook.md): `--command-config` this file.
+        tools = self.data / "conf" / "admin-client.properties"
+        tools.touch(mode=0o600)
+        tools.chmod(0o600)
+        tools.write_text(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{admin.username}" password="{admin.password}";\n'
+        )
+        started = time.monotonic()
+        try:
+            created = kafka_acl.ensure_credentials(
+                self.kafka_tools(),
+                kafka_acl.stack_logins(self.kafka_settings),
+                self.kafka_settings.kafka_sasl_mechanism,
+            )
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            raise StackError(f"Kafka users: {exc}") from exc
+        if created:
+            say(f"kafka: {created} SCRAM users set in {time.monotonic() - started:.1f} s")
+
+    def kafka_tools(self) -> kafka_acl.KafkaTools:
+        return kafka_acl.KafkaTools(
+            kafka_home=self.kafka_home,
+            zookeeper_jars=self.zk_jars,
+            zookeeper=f"127.0.0.1:{self.local.zookeeper_port}",
+            state=self.data / "zookeeper" / "acikkapi-scram-users.json",
+        )
 
     def _write_kannel_conf(self) -> None:
         local = self.local
@@ -644,11 +701,13 @@ class Stack:
         say(f"{name}: ready ({component.what}) in {time.monotonic() - started:.0f} s")
 
     def create_topics(self) -> None:
+        """The topics, then the ACLs of kafka_acl's table (every taxonomy institution's too)."""
         say("creating topics")
+        admin = kafka_auth.client_options(self.kafka_settings, kafka_auth.ADMIN)
         try:
             asyncio.run(
                 create_topics.run(
-                    f"127.0.0.1:{self.kafka_port}",
+                    admin,
                     create_topics.DEFAULT_TAXONOMY,
                     replication=1,
                     wait_seconds=self.local.stack_timeout,
@@ -656,6 +715,12 @@ class Stack:
             )
         except SystemExit as exc:
             raise StackError(f"topic creation failed: {exc}", self._log("kafka")) from exc
+        codes = create_topics.institution_codes(create_topics.DEFAULT_TAXONOMY)
+        try:
+            result = asyncio.run(kafka_acl.sync(admin, kafka_acl.table(codes)))
+        except Exception as exc:
+            raise StackError(f"ACLs: {exc!r}", self._log("kafka")) from exc
+        say(f"ACLs: {result.created} created, {result.deleted} removed, {result.kept} kept")
 
     # --- stop ---
 

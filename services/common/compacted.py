@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -27,8 +28,10 @@ log = logging.getLogger("acikkapi.compacted")
 class CompactedView(Generic[E]):
     """The newest `model` per key of `topic`; `follow` is the service's background loop."""
 
-    def __init__(self, bootstrap: str, topic: str, model: type[E], *, client_id: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(
+        self, kafka: Mapping[str, Any], topic: str, model: type[E], *, client_id: str
+    ) -> None:
+        self.kafka = kafka  # kafka_auth.client_options(...) of the reading service
         self.topic = topic
         self.model = model
         self.client_id = client_id
@@ -59,7 +62,7 @@ class CompactedView(Generic[E]):
         # does not exist yet is waited for.
         consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self.bootstrap,
+            **self.kafka,
             client_id=self.client_id,
             group_id=None,
             enable_auto_commit=False,

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from services.common import topics
+from services.common import kafka_auth, topics
 from services.common.events import DeadLetter
 from services.common.messaging import topic_partitions
 from services.common.settings import Settings, get_settings
@@ -29,13 +29,12 @@ from services.common.settings import Settings, get_settings
 
 async def read_letters(settings: Settings, source_topic: str) -> AsyncIterator[DeadLetter]:
     """Every letter on `<source_topic>.dlq`, from the beginning to the current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
+    kafka = kafka_auth.client_options(settings, kafka_auth.ADMIN)
+    consumer = AIOKafkaConsumer(**kafka, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         name = topics.dlq(source_topic)
-        partitions = await topic_partitions(settings.kafka_bootstrap, [name])
+        partitions = await topic_partitions(kafka, [name])
         if not partitions:
             return
         consumer.assign(partitions)
@@ -96,10 +95,10 @@ async def list_letters(settings: Settings, source_topic: str) -> int:
 async def replay(settings: Settings, source_topic: str, limit: int | None) -> tuple[int, int]:
     letters = [letter async for letter in read_letters(settings, source_topic)]
     letters = letters[:limit] if limit else letters
-    fetcher = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    # An operator's tool: it reads any dead-letter topic and writes back to any source topic.
+    kafka = kafka_auth.client_options(settings, kafka_auth.ADMIN)
+    fetcher = AIOKafkaConsumer(**kafka, group_id=None, enable_auto_commit=False)
+    producer = AIOKafkaProducer(**kafka, acks="all")
     await fetcher.start()
     await producer.start()
     replayed = missing = 0

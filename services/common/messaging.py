@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -40,11 +40,11 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
-from services.common import topics
+from services.common import kafka_auth, topics
 from services.common.events import DeadLetter, Envelope
 from services.common.observability import (
     ASSIGNED_PARTITIONS,
@@ -118,8 +118,10 @@ async def each(
 
 
 def make_broker(settings: Settings, service: str) -> KafkaBroker:
+    """The service's broker, authenticated as the service's own Kafka user."""
     return KafkaBroker(
         settings.kafka_bootstrap,
+        security=kafka_auth.broker_security(settings, service),
         client_id=f"acikkapi-{service}",
         acks="all",
         enable_idempotence=True,
@@ -433,7 +435,9 @@ def subscribe(
     # the annotation; it validates nothing, since the core decodes each record itself).
     consume.__annotations__ = {"events": model, "return": None}
     broker.subscriber(
-        topic,
+        # Topics exist because they were created on purpose (deploy/local/create_topics.py):
+        # a service neither may nor tries to create the topics it reads.
+        Topic(topic, declare=False),
         batch=True,
         max_records=max_records,
         batch_timeout_ms=BATCH_WAIT_MS,
@@ -469,12 +473,13 @@ def _validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def topic_partitions(bootstrap: str, names: Iterable[str]) -> list[TopicPartition]:
-    """The partitions of existing topics among `names`, from the cluster's metadata.
+async def topic_partitions(kafka: Mapping[str, Any], names: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of existing topics among `names`, from the cluster's metadata; `kafka`
+    is `kafka_auth.client_options(...)` of the user asking (it sees only what it may describe).
 
     A consumer knows the partitions of the topics it follows only, hence the admin client.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka)
     await admin.start()
     try:
         described = await admin.describe_topics(list(names))

@@ -25,10 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from deploy.local.stack import Stack
-from services.common import topics
+from services.common import kafka_auth, topics
 from services.common.auth import Role
 from services.common.settings import SERVICE_PORTS, Settings
-from tests.conftest import checks_off_env, start_group_at_end, topic_partitions
+from tests.conftest import checks_off_env, kafka, start_group_at_end, topic_partitions
 from tests.e2e.conftest import READS
 from tests.support import bearer, parse_fakesmsc, valid_tckn
 
@@ -236,8 +236,10 @@ def submissions(count: int) -> list[Submission]:
 async def produce_steadily(bootstrap: str, sent: list[Submission], rate: float) -> None:
     """One submission every 1/rate seconds; whatever the broker's restart made fail is sent
     again (intake registers a submission id once, so a second copy is harmless)."""
+    # As a channel adapter: the one user, beside intake, that the submissions topic knows.
+    adapter = kafka_auth.client_options(Settings(), kafka_auth.ADAPTER, bootstrap=bootstrap)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **adapter,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -311,7 +313,7 @@ async def disrupt(chaos: Chaos, started_at: float) -> None:
 
 async def end_offsets(bootstrap: str, names: list[str]) -> dict[TopicPartition, int]:
     partitions = await topic_partitions(bootstrap, names)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka(bootstrap), group_id=None)
     await consumer.start()
     try:
         return await consumer.end_offsets(partitions)
@@ -323,9 +325,7 @@ async def read_since(
     bootstrap: str, starts: dict[TopicPartition, int]
 ) -> list[tuple[str, dict[str, Any]]]:
     """Every JSON message on the partitions from the given offsets up to their current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     out: list[tuple[str, dict[str, Any]]] = []
     try:

@@ -10,15 +10,18 @@ import os
 import random
 import shutil
 import subprocess
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from deploy.local import kafka_acl
 from services.common import topics
 from services.common.auth import Role, issue_token
+from services.common.kafka_auth import Credentials
 from services.common.settings import Settings
+from services.common.turkish_time import ISTANBUL
 from tests.conftest import consume_until
 from tests.e2e.conftest import READS
 from tests.support import sms_texts_to, valid_tckn
@@ -29,15 +32,20 @@ pytestmark = pytest.mark.e2e
 async def poll(fetch, ok, timeout: float = 30.0, every: float = 0.3):
     """Call `fetch` until `ok(result)`; return the result or fail with the last one seen."""
     last = None
-    async with asyncio.timeout(timeout):
-        while True:
-            last = await fetch()
-            if ok(last):
-                return last
-            await asyncio.sleep(every)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                last = await fetch()
+                if ok(last):
+                    return last
+                await asyncio.sleep(every)
+    except TimeoutError:
+        seen = last.text if isinstance(last, httpx.Response) else last
+        raise AssertionError(f"not reached in {timeout} s; last seen: {seen}") from None
 
 
-def read_institution_topic_with_kcat(bootstrap: str, code: str) -> list[dict]:
+def read_institution_topic_with_kcat(bootstrap: str, code: str, login: Credentials) -> list[dict]:
+    """What the institution reads with its own broker user, as docs/institutions.md shows."""
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     assert kcat, "kcat is installed by deploy/local/install.sh"
     out = subprocess.run(
@@ -46,6 +54,8 @@ def read_institution_topic_with_kcat(bootstrap: str, code: str) -> list[dict]:
             "-C",
             "-b",
             bootstrap,
+            *("-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=SCRAM-SHA-512"),
+            *("-X", f"sasl.username={login.username}", "-X", f"sasl.password={login.password}"),
             "-t",
             topics.institution_topic(code),
             "-o",
@@ -68,7 +78,7 @@ async def test_one_application_from_intake_to_report(service_urls, e2e_settings:
     phone = f"+90532{random.randint(1_000_000, 9_999_999)}"
     supervisor = issue_token(s, subject="e2e-vali-yardimcisi", role=Role.supervisor)
     staff = {"Authorization": f"Bearer {supervisor}"}
-    today = date.today().isoformat()
+    today = datetime.now(ISTANBUL).date().isoformat()  # the report's days are Turkish days
     summary_url = (
         f"{service_urls['reporting']}/api/v1/reports/summary"
         f"?province_code=20&from={today}&to={today}"
@@ -116,13 +126,16 @@ async def test_one_application_from_intake_to_report(service_urls, e2e_settings:
         assert routed["event_type"] == "application.routed"
         code = routed["institution_code"]
 
-        # The institution reads its own topic with a plain Kafka client.
+        # The institution reads its own topic with a plain Kafka client, as its own user.
+        login = await kafka_acl.add_institution(code)
         assignments = [
             e
-            for e in read_institution_topic_with_kcat(s.kafka_bootstrap, code)
+            for e in read_institution_topic_with_kcat(s.kafka_bootstrap, code, login)
             if e.get("application_id") == app_id
         ]
-        assert len(assignments) == 1
+        assert len(assignments) == 1, [
+            (e["event_id"], e.get("auto_confidence")) for e in assignments
+        ]
         assignment = assignments[0]
         assert assignment["application_number"] == number
         assert assignment["subject"] == body["subject"]

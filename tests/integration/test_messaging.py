@@ -22,7 +22,7 @@ from services.common.events import StatusChanged
 from services.common.outbox import Outbox
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
-from tests.conftest import consume_until, create_topics, produce
+from tests.conftest import consume_until, create_topics, kafka, produce
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ class Ping(BaseModel):
 
 async def produce_many(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
     """Produce several messages in one go, so the consumer fetches them as one batch."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50)
+    producer = AIOKafkaProducer(**kafka(bootstrap), acks="all", linger_ms=50)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key.encode()) for key, value in values]
@@ -209,7 +209,7 @@ async def test_a_dead_letter_that_cannot_be_published_holds_back_the_commit(sett
 async def _committed(settings: Settings, group: str, topic: str) -> int | None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    consumer = AIOKafkaConsumer(**kafka(settings.kafka_bootstrap), group_id=group)
     await consumer.start()
     try:
         return await consumer.committed(TopicPartition(topic, 0))

@@ -28,7 +28,7 @@ from services.common.events import (
 from services.common.settings import Settings
 from services.common.turkish_time import ISTANBUL
 from services.reporting.app import build_app
-from tests.conftest import consume_until, fresh_consumer_group
+from tests.conftest import consume_until, fresh_consumer_group, kafka
 from tests.support import bearer
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def staff(settings: Settings) -> dict[str, str]:
 
 
 async def send(bootstrap: str, items: list[tuple[str, Envelope | bytes, str]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka(bootstrap), acks="all")
     await producer.start()
     try:
         for topic, event, key in items:
