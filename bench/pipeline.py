@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -40,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from services.common import kafka_auth
 from services.common.auth import Role, issue_token
 from services.common.messaging import topic_partitions
 from services.common.settings import Settings
@@ -56,6 +58,12 @@ def say(text: str) -> None:
 @functools.cache
 def _settings() -> Settings:
     return Settings()  # the stack's environment (`make bench` evals `stack env`)
+
+
+def kafka_as(user: str, bootstrap: str | None = None) -> dict[str, Any]:
+    """aiokafka's options for the stack's broker as `user`: the benchmarks read and time every
+    topic as its admin, and send their submissions as a channel adapter."""
+    return kafka_auth.client_options(_settings(), user, bootstrap=bootstrap)
 
 
 @functools.cache
@@ -148,7 +156,7 @@ def rss_at_rest(data_dir: Path) -> dict[str, float]:
 
 async def raw_kafka_rate(bootstrap: str, count: int) -> float:
     topic = "bench.raw"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_as(kafka_auth.ADMIN, bootstrap))
     await admin.start()
     try:
         if topic not in await admin.list_topics():
@@ -156,7 +164,7 @@ async def raw_kafka_rate(bootstrap: str, count: int) -> float:
     finally:
         await admin.close()
     payload = json.dumps(application_body(random.Random(1), "X")).encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_as(kafka_auth.ADMIN, bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         start = time.perf_counter()
@@ -192,9 +200,8 @@ async def raw_mongo_rates(uri: str, count: int) -> tuple[float, float]:
 
 
 async def steady_latency(args, category: str | None) -> dict[str, float]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap, group_id=None, enable_auto_commit=False
-    )
+    kafka = kafka_as(kafka_auth.ADMIN, args.bootstrap)
+    consumer = AIOKafkaConsumer(**kafka, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         names = [
@@ -202,7 +209,7 @@ async def steady_latency(args, category: str | None) -> dict[str, float]:
             for t in await consumer.topics()
             if t.startswith("acikkapi.institution.") and not t.endswith(".dlq")
         ]
-        partitions = await topic_partitions(args.bootstrap, names)
+        partitions = await topic_partitions(kafka, names)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets before the first request is sent

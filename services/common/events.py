@@ -111,6 +111,15 @@ class Envelope(BaseModel):
         return {"event_type": self.event_type, "content-type": "application/json"}
 
 
+class InstitutionEntry(BaseModel):
+    """An institution of a province as routing announces it (who may receive a forward)."""
+
+    code: str
+    name: str
+    kind: str
+    district: str | None = None
+
+
 class CategoryBrief(BaseModel):
     code: str
     name: str
@@ -135,6 +144,8 @@ class TaxonomyPublished(Envelope):
     category_codes: list[str]
     # The headings and their categories, by name, for the pages and Open311's service list.
     headings: list[HeadingBrief] = Field(default_factory=list)
+    # The province's institutions: tracking checks a forward's or a split's target against them.
+    institutions: list[InstitutionEntry] = Field(default_factory=list)
 
 
 class ApplicationSubmitted(Envelope):
@@ -227,12 +238,17 @@ class ApplicationRouted(Envelope):
     institution_code: str
     institution_kind: str
     institution_name: str
-    routed_by: Literal["auto", "officer"]
+    # "institution": an institution forwarded it, or split it off as a part (tracking's
+    # `returned` with `forward_to` or `parts`).
+    routed_by: Literal["auto", "officer", "institution"]
     officer: str | None = None
     deadline_at: datetime
     # Display names, so readers of the decision (reporting) need not keep a taxonomy copy.
     category_name: str | None = None
     heading_name: str | None = None
+    # Set only when routing chose the category itself from the text (no category given, no
+    # officer): how sure its learned model was of the institution. The mark of auto-routing.
+    auto_confidence: float | None = None
 
 
 class ApplicationAwaitingRouting(Envelope):
@@ -259,6 +275,8 @@ class InstitutionAssignment(ApplicationFacts, Envelope):
     heading_code: str
     deadline_at: datetime
     applicant: ApplicantContact
+    # As on ApplicationRouted: set when routing's model chose the category, no officer.
+    auto_confidence: float | None = None
 
 
 class ApplicationResponse(Envelope):
@@ -272,6 +290,9 @@ class ApplicationResponse(Envelope):
     text: str = Field(min_length=1, max_length=10_000)
     responded_by: str | None = None
     responded_at: datetime = Field(default_factory=utcnow)
+    # Set by tracking when it publishes an answer an Açık Kapı supervisor approved (informative:
+    # an answer from an institution's own producer still waits for approval where it is needed).
+    approved_by: str | None = None
 
 
 class StatusChanged(Envelope):
@@ -301,6 +322,24 @@ class StatusChanged(Envelope):
 
     # Why, when the institution gave it to say so (status `returned`: "not our competence").
     reason: str | None = None
+    # A `returned` that tells routing where the application goes now: to one institution
+    # (a forward), or in parts to several (a split). Without either, routing's officers decide.
+    forward_to: str | None = None
+    parts: list[PartSpec] | None = None
+    # Set on the events of a part of a split application: the application it is a part of.
+    parent_application_id: str | None = None
+
+
+class PartSpec(BaseModel):
+    """One part of a split application: who answers it (an institution, or the institution a
+    category resolves to in the applicant's district) and what of the application it covers."""
+
+    part_no: int = Field(ge=1)
+    application_id: str
+    application_number: str
+    institution_code: str | None = None
+    category_code: str | None = None
+    note: str
 
 
 class DeadlineEvent(Envelope):

@@ -6,6 +6,7 @@ import base64
 import hashlib
 from functools import lru_cache
 from importlib.resources import files
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,9 @@ DEV_JWT_SECRET = "acikkapi-dev-secret-change-me-in-production"
 # The local stand-in for the e-Devlet gateway's key (services/common/devkeys/README.txt).
 DEV_EDEVLET_PUBLIC_KEY = files("services.common").joinpath("devkeys/edevlet_dev_public.pem")
 DEV_PII_KEY = "acikkapi-dev-pii-key-change-me-in-production"
+# Local Kafka passwords are derived from this (services/common/kafka_auth.py), so `make run`
+# needs no setup. Like the two above it must never reach production: issue 11 refuses it there.
+DEV_KAFKA_SECRET = "acikkapi-dev-kafka-secret-change-me-in-production"
 
 SERVICE_PORTS = {
     "intake": 8001,
@@ -30,6 +34,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AK_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Every Kafka client authenticates (services/common/kafka_auth.py): SASL/SCRAM, one user per
+    # service. `kafka_username` empty: the process's own user (the service's name; tools:
+    # admin). `kafka_password` empty: derived from `kafka_dev_secret`, for local use only.
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = ""
+    kafka_dev_secret: str = DEV_KAFKA_SECRET
+    # SASL_SSL: the CA that signed the brokers' certificates (empty: the system's CAs).
+    kafka_ssl_cafile: str = ""
     mongo_uri: str = "mongodb://127.0.0.1:27017"
     # A service's own MongoDB, when it has one (e.g. AK_TRACKING_MONGO_URI); else `mongo_uri`.
     intake_mongo_uri: str = ""
@@ -86,9 +100,18 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # A folder of further taxonomy_<province>.json files for routing (a province added as data).
     taxonomy_dir: str = ""
+    # Routing routes an application without a category at once when its learned model is at
+    # least this sure of the institution (bench/routing_eval.py shows the share and precision
+    # per threshold); below it the application waits for an officer. 1 turns it off.
+    auto_route_threshold: float = Field(default=0.95, ge=0.0, le=1.0)
 
     # Public address of the citizens' status page, printed in SMS texts.
     public_tracking_url: str = "http://127.0.0.1:8003/takip"
+    # Answers that wait for an Açık Kapı supervisor's approval before they reach the citizen:
+    # those of these institutions (comma-separated codes) and of these application types
+    # (e.g. "sikayet,ihbar"). Empty: every answer goes straight to the citizen.
+    answer_approval_institutions: str = ""
+    answer_approval_types: str = ""
     default_province_code: int = 20
     # Open311 GeoReport v2 clients allowed to post requests: "client_name:key,client2:key2".
     open311_api_keys: str = ""

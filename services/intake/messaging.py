@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from services.common import messaging, topics
+from services.common import kafka_auth, messaging, topics
 from services.common.compacted import CompactedView
 from services.common.events import (
     ApplicationReceived,
@@ -29,7 +29,7 @@ class ServedProvinces:
 
     def __init__(self, settings: Settings) -> None:
         self.view = CompactedView(
-            settings.kafka_bootstrap,
+            kafka_auth.client_options(settings, SERVICE),
             topics.TAXONOMY,
             TaxonomyPublished,
             client_id=f"acikkapi-{SERVICE}-taxonomy",

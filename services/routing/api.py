@@ -75,7 +75,8 @@ def _district(taxonomy: Taxonomy, name: str | None) -> str | None:
 
 def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["yönlendirme"])
-    views: dict[tuple[int, str | None], PublicTaxonomy] = {}
+    # Built once per version of a province: a new version is a new Taxonomy object.
+    views: dict[tuple[int, str | None], tuple[Taxonomy, PublicTaxonomy]] = {}
 
     @router.get(
         "/api/v1/taxonomy",
@@ -93,17 +94,24 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
         chosen = _taxonomy(registry, province_code or settings.default_province_code)
         where = _district(chosen, district)
         key = (chosen.province_code, where)
-        if key not in views:  # immutable data: built once per process
-            views[key] = chosen.public_view(where)
-        return views[key]
+        cached = views.get(key)
+        if cached is None or cached[0] is not chosen:
+            cached = views[key] = (chosen, chosen.public_view(where))
+        return cached[1]
 
     @router.post(
         "/api/v1/routing/suggest",
         summary="Başvuru metnine göre olası kategoriler ve sorumlu kurumlar",
+        description=(
+            "Vatandaş metinlerinden öğrenilmiş model sıralar (Türkçe büyük/küçük harf, Türkçe "
+            "karakter kullanılmadan yazılmış metin, ekler ve yazım hataları dahil). `score`, "
+            "kategorinin doğru olma olasılığıdır (0-1); model henüz hazır değilse anahtar "
+            "kelime puanıdır. Kurum, verilen ilçeye göre çözülür."
+        ),
     )
     async def suggest(body: SuggestRequest) -> list[Suggestion]:
         chosen = _taxonomy(registry, body.province_code)
-        return chosen.suggest(body.text, _district(chosen, body.district))
+        return routing.suggest(chosen, body.text, _district(chosen, body.district))
 
     @router.get(
         "/api/v1/routing/pending",

@@ -8,11 +8,14 @@ from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.routing import messaging
+from services.routing.admin import TaxonomyAdmin, build_admin_router
 from services.routing.api import build_router
-from services.routing.domain import TaxonomyRegistry
+from services.routing.domain import Taxonomy, TaxonomyRegistry
 from services.routing.handlers import Routing
+from services.routing.learned import LearnedRouting
 from services.routing.store import RoutingStore
 from services.routing.taxonomy import default_registry
+from services.routing.taxonomy_store import LiveTaxonomies, TaxonomyStore
 
 SERVICE = "routing"
 
@@ -24,20 +27,35 @@ def build_app(
     registry: TaxonomyRegistry | None = None,
 ) -> FastAPI:
     """`consumer_group` defaults to the service's group; tests pass one of their own."""
-    # Loaded (and checked) before anything connects: bad taxonomy data stops the start.
-    registry = registry or default_registry(settings.taxonomy_dir)
+    # Loaded (and checked) before anything connects: bad taxonomy data stops the start. The
+    # files only seed provinces the store has never held; the store's newest versions replace
+    # them in this process's own registry at start and whenever an administrator edits one.
+    seeds = registry or default_registry(settings.taxonomy_dir)
+    registry = TaxonomyRegistry(registry_taxonomies(seeds))
     service = Service(SERVICE, settings)
     cipher = PiiCipher(settings.pii_key_bytes())
     store = RoutingStore(service.db, service.publisher, cipher)
-    routing = Routing(store, store.outbox.deliver, registry)
+    # Suggestions learned from the labelled set and officers' decisions; trained at start.
+    learned = LearnedRouting(registry, threshold=settings.auto_route_threshold, decisions=store)
+    routing = Routing(store, store.outbox.deliver, registry, learned=learned, decisions=store)
     messaging.register(service.broker, routing, settings, group_id=consumer_group)
-    codes = [i.code for p in registry.provinces() for i in registry.for_province(p).institutions]
 
-    async def ensure_institution_topics() -> None:
+    async def institution_topics(codes: list[str]) -> None:
         await messaging.ensure_institution_topics(settings, codes)
 
-    async def announce_taxonomies() -> None:
-        await messaging.announce_taxonomies(service.publisher, registry)
+    versions = TaxonomyStore(service.db)
+    taxonomies = LiveTaxonomies(
+        versions,
+        registry,
+        service.publisher,
+        settings,
+        seeds=registry_taxonomies(seeds),
+        new_institutions=institution_topics,
+    )
+
+    async def ensure_institution_topics() -> None:
+        codes = [i.code for t in registry_taxonomies(registry) for i in t.institutions]
+        await institution_topics(codes)
 
     app = service.app(
         title="Açık Kapı — Yönlendirme",
@@ -46,13 +64,28 @@ def build_app(
             "başvuruyu kurumun kendi Kafka konusuna yazar; kategorisiz başvuruları görevli "
             "yönlendirmesi için kuyrukta tutar."
         ),
-        routers=[build_router(routing, registry, settings)],
-        on_startup=[store.ensure_indexes, ensure_institution_topics],
-        background=[store.outbox.run_relay, announce_taxonomies],
+        routers=[
+            build_router(routing, registry, settings),
+            build_admin_router(TaxonomyAdmin(versions, taxonomies)),
+        ],
+        on_startup=[
+            store.ensure_indexes,
+            versions.ensure_indexes,
+            taxonomies.load,
+            learned.start,  # after the taxonomies: it trains on the current ones
+            ensure_institution_topics,
+        ],
+        background=[store.outbox.run_relay, taxonomies.run, learned.run],
     )
     app.state.routing = routing
     app.state.store = store
+    app.state.learned = learned
+    app.state.taxonomies = taxonomies
     return app
+
+
+def registry_taxonomies(registry: TaxonomyRegistry) -> list[Taxonomy]:
+    return [registry.for_province(p) for p in registry.provinces()]
 
 
 def create_app() -> FastAPI:

@@ -60,9 +60,17 @@ class Scope(StrEnum):
 
 # Where a kind has no province-wide office of its own, the province-wide counterpart answers:
 # a district governorship's duties fall to the governorship.
-FALLBACK_KIND: Mapping[InstitutionKind, InstitutionKind] = {
+FALLBACK_KIND: Mapping[str, str] = {
     InstitutionKind.KAYMAKAMLIK: InstitutionKind.VALILIK,
 }
+
+# A kind is one of the contract's kinds or one an administrator added to the province's
+# taxonomy (services/routing/taxonomy_edits.py); known kinds stay InstitutionKind members.
+KIND_CODE = r"^[A-Z][A-Z0-9_]{1,31}$"
+Kind = Annotated[
+    InstitutionKind | Annotated[str, StringConstraints(pattern=KIND_CODE)],
+    Field(union_mode="left_to_right"),
+]
 
 HEADING_CODE = r"^[A-Z]{3}$"
 CATEGORY_CODE = r"^[A-Z]{3}-\d{3}$"
@@ -93,7 +101,7 @@ class Institution(BaseModel):
 
     code: InstitutionCode
     name: str = Field(min_length=3)
-    kind: InstitutionKind
+    kind: Kind
     # None: the institution serves the whole province.
     district: str | None = None
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -102,8 +110,19 @@ class Institution(BaseModel):
 class Handler(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: InstitutionKind
+    kind: Kind
     scope: Scope
+    # Set: this one institution answers the category everywhere (scope is then "province").
+    institution: InstitutionCode | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class KindEntry(BaseModel):
+    """A kind of institution a province adds to the contract's list (or names its own way)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Annotated[str, StringConstraints(pattern=KIND_CODE)]
+    name: str = Field(min_length=2)
 
 
 class Category(BaseModel):
@@ -165,19 +184,22 @@ class Taxonomy(BaseModel):
     districts: list[str] = Field(min_length=1)
     institutions: list[Institution] = Field(min_length=1)
     headings: list[Heading] = Field(min_length=1)
+    # Kinds beyond InstitutionKind that this province's institutions may have.
+    kinds: list[KindEntry] = Field(default_factory=list, exclude_if=lambda v: not v)
 
     _categories: dict[str, tuple[Heading, Category]] = PrivateAttr(default_factory=dict)
     _ordered: list[Category] = PrivateAttr(default_factory=list)
     _institutions: dict[str, Institution] = PrivateAttr(default_factory=dict)
-    _by_kind: dict[tuple[InstitutionKind, str | None], Institution] = PrivateAttr(
-        default_factory=dict
-    )
+    _by_kind: dict[tuple[str, str | None], Institution] = PrivateAttr(default_factory=dict)
     _district_names: dict[str, str] = PrivateAttr(default_factory=dict)
     _index: KeywordIndex | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_and_index(self) -> Taxonomy:
+        if self._index is not None:  # an instance checked before, passed in as a field value
+            return self
         problems: list[str] = []
+        known_kinds = {*InstitutionKind, *(k.code for k in self.kinds)}
         for district in self.districts:
             key = fold(district)
             if key in self._district_names:
@@ -187,6 +209,8 @@ class Taxonomy(BaseModel):
             if inst.code in self._institutions:
                 problems.append(f"institution code used twice: {inst.code}")
             self._institutions[inst.code] = inst
+            if inst.kind not in known_kinds:
+                problems.append(f"{inst.code}: unknown kind {inst.kind}")
             if inst.district is not None and inst.district not in self.districts:
                 problems.append(f"{inst.code}: unknown district {inst.district!r}")
             slot = (inst.kind, inst.district)
@@ -194,6 +218,10 @@ class Taxonomy(BaseModel):
                 problems.append(f"two {inst.kind} institutions for {_place(inst.district)}")
             self._by_kind[slot] = inst
         headings: set[str] = set()
+        # Plain locals: a private attribute read goes through pydantic's __getattr__, and this
+        # check resolves every category in every district.
+        places: list[str | None] = [None, *self.districts]
+        by_kind, by_code = self._by_kind, self._institutions
         for heading in self.headings:
             if heading.code in headings:
                 problems.append(f"heading code used twice: {heading.code}")
@@ -205,8 +233,8 @@ class Taxonomy(BaseModel):
                     problems.append(f"category code used twice: {category.code}")
                 self._categories[category.code] = (heading, category)
                 self._ordered.append(category)
-                for where in [None, *self.districts]:
-                    if self._find(category.handler, where) is None:
+                for where in places:
+                    if find_institution(category.handler, where, by_kind, by_code) is None:
                         kind = category.handler.kind
                         problems.append(f"{category.code}: no {kind} for {_place(where)}")
                         break
@@ -236,14 +264,7 @@ class Taxonomy(BaseModel):
     # Rules -------------------------------------------------------------------------------------
 
     def _find(self, handler: Handler, district: str | None) -> Institution | None:
-        if handler.scope is Scope.district and district is not None:
-            local = self._by_kind.get((handler.kind, district))
-            if local is not None:
-                return local
-        for kind in (handler.kind, FALLBACK_KIND.get(handler.kind)):
-            if kind is not None and (found := self._by_kind.get((kind, None))) is not None:
-                return found
-        return None
+        return find_institution(handler, district, self._by_kind, self._institutions)
 
     def resolve_institution(self, category: Category | str, district: str | None) -> Institution:
         """Who answers `category` for an applicant in `district`.
@@ -274,7 +295,7 @@ class Taxonomy(BaseModel):
             heading_code=heading.code,
             heading_name=heading.name,
             institution_code=institution.code,
-            institution_kind=institution.kind.value,
+            institution_kind=str(institution.kind),
             institution_name=institution.name,
             institution_email=institution.email,
         )
@@ -296,7 +317,7 @@ class Taxonomy(BaseModel):
                     category_name=category.name,
                     heading_code=self.heading_of(category).code,
                     institution_code=institution.code,
-                    institution_kind=institution.kind.value,
+                    institution_kind=str(institution.kind),
                     institution_name=institution.name,
                     score=round(score, 3),
                 )
@@ -344,6 +365,26 @@ class Taxonomy(BaseModel):
         )
 
 
+def find_institution(
+    handler: Handler,
+    district: str | None,
+    by_kind: Mapping[tuple[str, str | None], Institution],
+    by_code: Mapping[str, Institution],
+) -> Institution | None:
+    """Who answers a category with `handler` in `district` (None: the province), given the
+    institutions by (kind, district) and by code; None when nobody does."""
+    if handler.institution is not None:
+        return by_code.get(handler.institution)
+    if handler.scope is Scope.district and district is not None:
+        local = by_kind.get((handler.kind, district))
+        if local is not None:
+            return local
+    for kind in (handler.kind, FALLBACK_KIND.get(handler.kind)):
+        if kind is not None and (found := by_kind.get((kind, None))) is not None:
+            return found
+    return None
+
+
 def _place(district: str | None) -> str:
     return district if district is not None else "the province"
 
@@ -358,7 +399,7 @@ def _brief(institution: Institution) -> InstitutionBrief:
 class InstitutionBrief(BaseModel):
     code: str
     name: str
-    kind: InstitutionKind
+    kind: Kind
 
 
 class PublicInstitution(InstitutionBrief):
@@ -405,6 +446,11 @@ class TaxonomyRegistry:
 
     def provinces(self) -> list[int]:
         return sorted(self._by_province)
+
+    def replace(self, taxonomy: Taxonomy) -> None:
+        """A new version of a province's taxonomy (or a new province): decisions from now on
+        follow it (taxonomy_store.LiveTaxonomies keeps the registry current)."""
+        self._by_province[taxonomy.province_code] = taxonomy
 
     def suggest(
         self,

@@ -23,6 +23,7 @@ from services.common.events import (
     InstitutionAssignment,
     NotificationChannel,
     NotificationRequest,
+    PartSpec,
     Status,
     StatusChanged,
     facts_of,
@@ -31,7 +32,13 @@ from services.common.events import (
 from services.common.messaging import Outgoing, PermanentError
 from services.common.outbox import Pending as Written
 from services.routing import domain, lifecycle
-from services.routing.domain import Decision, Pending, Suggestion, TaxonomyRegistry
+from services.routing.domain import Decision, Pending, Suggestion, Taxonomy, TaxonomyRegistry
+from services.routing.learned import (
+    DecisionRecorder,
+    LearnedRouting,
+    ModelDecision,
+    OfficerDecision,
+)
 from services.routing.lifecycle import (
     ROUTED,
     AlreadyRouted,
@@ -79,10 +86,17 @@ class Routing:
         store: RoutingRecords,
         deliver: Deliver,
         registry: TaxonomyRegistry,
+        *,
+        learned: LearnedRouting | None = None,
+        decisions: DecisionRecorder | None = None,
     ) -> None:
+        """`learned`: suggestions from the learned model and auto-routing (else keywords only);
+        `decisions`: where officers' decisions are kept for it to learn from."""
         self._store = store
         self._deliver = deliver
         self._registry = registry
+        self._learned = learned
+        self._decisions = decisions
 
     # --- Events --------------------------------------------------------------------------------
 
@@ -113,22 +127,41 @@ class Routing:
             category_code=event.category_code,
             text=app.about,
         )
+        if self._learned is not None and isinstance(outcome, Pending) and not event.category_code:
+            # No category: routed at once if the model is sure enough, else its suggestions.
+            outcome = self._learned.reconsider(app.province_code, app.district, app.about, outcome)
         file = lifecycle.arrive(app, outcome, now)
         return file, self._announce_step(file, outcome)
 
     async def statuses_changed(self, events: list[StatusChanged]) -> None:
-        """Institutions gave applications back: they return to the officers' queue."""
+        """Institutions gave applications back: they return to the officers' queue, go to the
+        institution they were forwarded to, or are routed in parts."""
         for event in events:
             await self.status_changed(event)
 
     async def status_changed(self, event: StatusChanged) -> None:
-        """An institution gave an application back: it returns to the officers' queue."""
+        """An institution gave an application back: to the officers' queue (without that
+        institution among the suggestions), to the institution it named (a forward), or in
+        parts to several (a split)."""
         if event.status is not Status.returned:
             return
         file = await self._store.get(event.application_id)
         if file is None:
             return  # not ours
-        candidates = self._suggestions(file.application, limit=domain.MAX_SUGGESTIONS + 1)
+        if event.parts:
+            await self._split(file, event)
+            return
+        target = self._forwarded_to(file, event)
+        if target is not None:
+            forwarded = lifecycle.hand_over(file, event, target, utcnow())
+            if forwarded is not None:
+                _, sent = await self._store.replace(
+                    file, forwarded, messages=self._announce_step(forwarded, target)
+                )
+                await self._deliver([sent])
+            return
+        # More than shown: the institutions that gave it back are left out of them.
+        candidates = self._suggestions(file.application, limit=domain.MAX_SUGGESTIONS * 4)
         after = lifecycle.give_back(file, event, candidates)
         if after is None:
             return  # a redelivery, a stale return, or one from an institution that lost it
@@ -162,6 +195,7 @@ class Routing:
         )
         if not claimed or after.routing is None:
             raise AlreadyRouted(application_id)  # another officer was quicker
+        await self._record_decision(file, after.routing)
         try:
             await self._deliver([written])
         except Exception as exc:
@@ -187,14 +221,112 @@ class Routing:
             QueuePage(province, limit, offset, district, application_number)
         )
 
+    # --- Forwards and splits ----------------------------------------------------------------
+
+    def _forwarded_to(self, file: RoutingFile, event: StatusChanged) -> Decision | None:
+        """Where a forward goes: the application's category, answered by the institution named
+        (None: no forward, or one this taxonomy cannot place; then the officers decide)."""
+        if not event.forward_to or file.routing is None:
+            return None
+        try:
+            taxonomy = self._registry.for_province(file.application.province_code)
+        except domain.UnknownProvince:
+            return None
+        return lifecycle.instructed_decision(taxonomy, file.routing.category_code, event.forward_to)
+
+    async def _split(self, file: RoutingFile, event: StatusChanged) -> None:
+        """Route each part as an application of its own, then mark the parent as split."""
+        parent = lifecycle.split_off(file, event)
+        if parent is None or file.routing is None or not event.parts:
+            return  # a redelivery, or stale
+        now = utcnow()
+        parts: list[tuple[RoutingFile, list[Outgoing]]] = []
+        for spec in event.parts:
+            app = lifecycle.part_of(file.application, spec)
+            placed = self._place_part(app, spec, file.routing.category_code)
+            part = (
+                lifecycle.route_part(app, placed, now)
+                if isinstance(placed, Decision)
+                else lifecycle.arrive(app, placed, now)
+            )
+            parts.append((part, self._announce_step(part, placed)))
+        seen = await self._store.seen([part.application_id for part, _ in parts])
+        fresh = [(part, messages) for part, messages in parts if part.application_id not in seen]
+        if fresh:
+            await self._deliver(await self._store.add(fresh))
+        _, written = await self._store.replace(file, parent, messages=[])
+        await self._deliver([written])
+
+    def _place_part(
+        self, app: ApplicationRecord, spec: PartSpec, category_code: str
+    ) -> Decision | Pending:
+        """Who answers a part: the institution named (with the application's category), or
+        the one the part's category resolves to in the applicant's district. A part the
+        taxonomy cannot place waits for an officer."""
+        try:
+            taxonomy = self._registry.for_province(app.province_code)
+            if spec.institution_code:
+                decided = lifecycle.instructed_decision(
+                    taxonomy, spec.category_code or category_code, spec.institution_code
+                )
+                if decided is not None:
+                    return decided
+            elif spec.category_code:
+                return taxonomy.decide(spec.category_code, app.district)
+        except domain.RoutingError:
+            pass
+        suggestions = self._suggestions(app, limit=domain.MAX_SUGGESTIONS)
+        return Pending(
+            f"Bölümlere ayıran kurumun gösterdiği yer bulunamadı. {domain.PENDING_SUFFIX}",
+            suggestions,
+        )
+
     # --- Internals -----------------------------------------------------------------------------
+
+    def suggest(
+        self,
+        taxonomy: Taxonomy,
+        text: str,
+        district: str | None,
+        limit: int = domain.MAX_SUGGESTIONS,
+    ) -> list[Suggestion]:
+        """Categories for a text, best first: the learned model's, else the keyword index's."""
+        if self._learned is None:
+            return taxonomy.suggest(text, district, limit)
+        return self._learned.rank(taxonomy, text, district, limit).suggestions
 
     def _suggestions(self, app: ApplicationRecord, limit: int) -> list[Suggestion]:
         try:
             taxonomy = self._registry.for_province(app.province_code)
         except domain.UnknownProvince:
             return []
-        return taxonomy.suggest(app.about, taxonomy.district(app.district), limit)
+        return self.suggest(taxonomy, app.about, taxonomy.district(app.district), limit)
+
+    async def _record_decision(self, file: RoutingFile, routing: RoutingRecord) -> None:
+        """Keep what the officer decided, for the learned model; losing one costs only that."""
+        if self._decisions is None:
+            return
+        app = file.application
+        shown = file.waiting.suggestions if file.waiting is not None else []
+        decision = OfficerDecision(
+            application_id=app.application_id,
+            round=file.round,
+            province_code=app.province_code,
+            district=app.district,
+            text=app.about,
+            category_code=routing.category_code,
+            institution_code=routing.institution_code,
+            officer=routing.officer or "",
+            decided_at=routing.routed_at,
+            suggested_category_code=shown[0].category_code if shown else None,
+        )
+        try:
+            await self._decisions.record_decision(decision)
+        except Exception as exc:
+            log.warning(
+                "officer's decision not recorded for learning",
+                extra={"application_id": app.application_id, "error": type(exc).__name__},
+            )
 
     def _announce_step(
         self, file: RoutingFile, decision: Decision | Pending | None
@@ -212,10 +344,13 @@ class Routing:
     ) -> list[Outgoing]:
         """The decision, the institution's queue entry and its e-mail, announced together."""
         app_id = app.application_id
+        # The mark of a category chosen by the learned model rather than a person.
+        auto = decision.confidence if isinstance(decision, ModelDecision) else None
         routed = ApplicationRouted(
             event_id=event_id(app_id, round_, "routed"),
             producer=PRODUCER,
             **routing.model_dump(exclude={"routed_at"}),
+            auto_confidence=auto,
         )
         assignment = InstitutionAssignment(
             event_id=event_id(app_id, round_, "assignment"),
@@ -224,6 +359,7 @@ class Routing:
             **facts_of(app, exclude=("category_code",)),
             **routing.model_dump(include=ASSIGNED),
             applicant=app.applicant,
+            auto_confidence=auto,
         )
         key = email_key(app_id, decision.institution_code, round_)
         email = NotificationRequest(

@@ -7,24 +7,25 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 
-from services.common import messaging, topics
+from services.common import kafka_auth, messaging, topics
 from services.common.events import (
     ApplicationReceived,
     CategoryBrief,
     HeadingBrief,
     InstitutionAssignment,
+    InstitutionEntry,
     NotificationRequest,
     RoutingOutcome,
     StatusChanged,
     TaxonomyPublished,
 )
-from services.common.messaging import EventPublisher, Outgoing
 from services.common.settings import Settings
-from services.routing.domain import Taxonomy, TaxonomyRegistry
+from services.routing.domain import Taxonomy
 from services.routing.handlers import Routing
 
 SERVICE = "routing"
@@ -37,16 +38,18 @@ _TAXONOMY_IDS = uuid.UUID("0b4e6a52-95c1-5d3e-a7f2-6c1d2e8f4a90")
 log = logging.getLogger("acikkapi.routing.messaging")
 
 
-def taxonomy_published(taxonomy: Taxonomy) -> TaxonomyPublished:
-    """The announcement of one province's taxonomy; its version is a hash of the content, so
-    an unchanged file announces the same event again (and compaction keeps one)."""
-    version = hashlib.sha256(taxonomy.model_dump_json().encode()).hexdigest()[:16]
+def taxonomy_published(taxonomy: Taxonomy, version: int | None = None) -> TaxonomyPublished:
+    """The announcement of one province's taxonomy: `version` is its number in routing's store
+    (taxonomy_store.py), else a hash of the content. The event id comes from the version and
+    the content, so the same version announced again is recognisably the same event."""
+    content = hashlib.sha256(taxonomy.model_dump_json().encode()).hexdigest()[:16]
+    label = content if version is None else str(version)
     return TaxonomyPublished(
-        event_id=uuid.uuid5(_TAXONOMY_IDS, f"{taxonomy.province_code}:{version}"),
+        event_id=uuid.uuid5(_TAXONOMY_IDS, f"{taxonomy.province_code}:{label}:{content}"),
         producer=SERVICE,
         province_code=taxonomy.province_code,
         province=taxonomy.province,
-        version=version,
+        version=label,
         districts=taxonomy.districts,
         category_codes=[c.code for h in taxonomy.headings for c in h.categories],
         headings=[
@@ -57,26 +60,12 @@ def taxonomy_published(taxonomy: Taxonomy) -> TaxonomyPublished:
             )
             for h in taxonomy.headings
         ],
+        # Who may receive a forward or a part of a split (tracking checks against this list).
+        institutions=[
+            InstitutionEntry(code=i.code, name=i.name, kind=str(i.kind), district=i.district)
+            for i in taxonomy.institutions
+        ],
     )
-
-
-async def announce_taxonomies(
-    publisher: EventPublisher, registry: TaxonomyRegistry, *, sleep: float = 0.5
-) -> None:
-    """Says on `acikkapi.taxonomy` which provinces this routing serves, once per start (the
-    topic is compacted: a reader finds each province's newest version). Tried until Kafka
-    takes it: intake registers nothing for a province it has not heard of."""
-    events = [taxonomy_published(registry.for_province(p)) for p in registry.provinces()]
-    messages = [Outgoing.of(topics.TAXONOMY, e, str(e.province_code)) for e in events]
-    while True:
-        try:
-            await publisher.send_all(messages)
-            log.info("taxonomies announced", extra={"provinces": [e.province_code for e in events]})
-            return
-        except Exception as exc:
-            log.warning("taxonomies not announced yet", extra={"error": type(exc).__name__})
-            await asyncio.sleep(sleep)
-            sleep = min(sleep * 2, 10.0)
 
 
 def register(
@@ -113,8 +102,9 @@ def register(
         broker,
         topics.TAXONOMY,
         TaxonomyPublished,
-        "Yönlendirmenin hizmet verdiği her il ve tablosunun sürümü; her açılışta yeniden "
-        "duyurulur, konu sıkıştırılmıştır (anahtar: il plaka kodu).",
+        "Yönlendirmenin hizmet verdiği her il ve tablosunun sürümü: her yönetici değişikliği "
+        "yeni bir sürümdür; konu bir ilin en yeni sürümünü göstermiyorsa yeniden duyurulur. "
+        "Konu sıkıştırılmıştır (anahtar: il plaka kodu).",
     )
     messaging.declare_publisher(
         broker,
@@ -143,7 +133,7 @@ async def ensure_institution_topics(
     wanted = {topics.institution_topic(code) for code in codes}
     try:
         async with asyncio.timeout(within):
-            await _create_missing(settings.kafka_bootstrap, wanted)
+            await _create_missing(kafka_auth.client_options(settings, SERVICE), wanted)
     except Exception as exc:
         log.warning(
             "could not ensure institution topics",
@@ -151,8 +141,8 @@ async def ensure_institution_topics(
         )
 
 
-async def _create_missing(bootstrap: str, wanted: set[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="acikkapi-routing-admin")
+async def _create_missing(kafka: dict[str, Any], wanted: set[str]) -> None:
+    admin = AIOKafkaAdminClient(**kafka, client_id="acikkapi-routing-admin")
     await admin.start()
     try:
         missing = sorted(wanted - set(await admin.list_topics()))
@@ -169,6 +159,6 @@ async def _create_missing(bootstrap: str, wanted: set[str]) -> None:
         if failed:
             log.warning("some institution topics were not created", extra={"failed": failed})
         else:
-            log.info("institution topics created", extra={"created": len(missing)})
+            log.info("institution topics created", extra={"topics_created": len(missing)})
     finally:
         await admin.close()

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.events import ApplicantContact
 from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Database
 from services.common.outbox import Outbox, Pending
 from services.common.pii import PiiCipher
+from services.routing.learned import OfficerDecision
 from services.routing.lifecycle import (
     PENDING,
     ApplicationRecord,
@@ -65,6 +66,8 @@ class RoutingRecords(Protocol):
 class RoutingStore:
     def __init__(self, db: Database, publisher: Publisher, cipher: PiiCipher) -> None:
         self._applications = db["routing_applications"]
+        # What officers decided for applications that waited: the learned model's lessons.
+        self._decisions = db["routing_decisions"]
         self._cipher = cipher
         self.outbox = Outbox(self._applications, publisher, cipher)
 
@@ -74,6 +77,8 @@ class RoutingStore:
         await self._applications.create_index(
             [("state", ASCENDING), ("province_code", ASCENDING), ("pending.since", ASCENDING)]
         )
+        # Not with `_id` in it: nx-27017 0.8.1 then refuses every insert ("JSON path error").
+        await self._decisions.create_index([("decided_at", ASCENDING)])
 
     def to_document(self, file: RoutingFile) -> dict[str, Any]:
         app = file.application
@@ -170,6 +175,35 @@ class RoutingStore:
         items = [_queue_line(d) for d in await cursor.to_list(length=page.limit)]
         total = await self._applications.count_documents(query)
         return items, total
+
+    # --- Officers' decisions, for the learned model (services/routing/learned.py) -------------
+
+    async def record_decision(self, decision: OfficerDecision) -> None:
+        """Keep one officer's decision; the same decision recorded twice is kept once."""
+        document = decision.model_dump(mode="python")
+        document["_id"] = f"{decision.application_id}:{decision.round}"
+        try:
+            await self._decisions.insert_one(document)
+        except DuplicateKeyError:
+            pass
+
+    async def decisions_marker(self) -> tuple[int, str | None]:
+        """How many decisions there are and the newest one: changes when any process adds one."""
+        newest = await self._decisions.find_one(
+            {}, {"_id": 1}, sort=[("decided_at", DESCENDING), ("_id", DESCENDING)]
+        )
+        count = await self._decisions.count_documents({})
+        return count, None if newest is None else str(newest["_id"])
+
+    async def recent_decisions(self, limit: int) -> list[OfficerDecision]:
+        """The newest `limit` decisions, oldest first (every process trains on the same order)."""
+        cursor = (
+            self._decisions.find({})
+            .sort([("decided_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        documents = await cursor.to_list(length=limit)
+        return [OfficerDecision.model_validate(d) for d in reversed(documents)]
 
 
 def _changing(file: RoutingFile) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Loads the taxonomies: those shipped with the service (`data/taxonomy_<province>.json`) and
+"""Loads the taxonomy files: those shipped with the service (`data/taxonomy_<province>.json`) and
 those an operator adds as data, in the folder `AK_TAXONOMY_DIR` names (a file there replaces a
-shipped one for the same province)."""
+shipped one for the same province). They seed routing's store for provinces it has never held;
+after that the store's versions rule (taxonomy_store.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Tracking's HTTP API: the citizen's look-up (JSON) and the institutions' queue, answer and
-return. The citizen's `/takip` page is in page.py."""
+"""Tracking's HTTP API for citizens: the look-up (JSON) and the reply to an institution's
+question. The institutions' and supervisors' endpoints are in inbox_api.py, the citizen's
+`/takip` page in page.py."""
 
 from __future__ import annotations
 
@@ -7,17 +8,16 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from services.common.application_number import InvalidApplicationNumber, normalize, parse_number
-from services.common.auth import Principal, Role, current_principal, ensure_institution_access
-from services.common.auth import forbidden as forbidden_error
+from services.common.auth import Principal, current_principal
 from services.common.errors import field_error
-from services.common.events import ApplicationType, Outcome, Priority, Status
+from services.common.events import Outcome, Status
 from services.tracking import domain
 from services.tracking.handlers import NotFound, TooManyAttempts, Tracking
-from services.tracking.store import InstitutionPage, InvalidCursor, encode_cursor
+from services.tracking.workflow import STEP_LABELS, Step
 
 router = APIRouter()
 
@@ -29,6 +29,7 @@ TOO_MANY_MESSAGE = (
     "Lütfen 15 dakika sonra yeniden deneyin."
 )
 PHONE_MESSAGE = "Telefon numaranızın son 4 hanesini rakamla girin (ör. 4567)."
+NOTHING_ASKED_MESSAGE = "Bu başvuru için sizden beklenen bir bilgi yok."
 _LAST4 = re.compile(r"[0-9]{4}")
 
 
@@ -51,6 +52,28 @@ def now() -> datetime:
 class TimelineItem(BaseModel):
     status: Status
     at: datetime
+    # A workflow step inside the status (assigned, information_requested, forwarded, split, ...)
+    step: Step | None = None
+    # What the citizen may read of it: the unit, the institution forwarded to, the part count.
+    detail: str | None = None
+
+
+class OpenQuestion(BaseModel):
+    """The institution's question the citizen is asked to answer."""
+
+    question: str
+    asked_at: datetime
+
+
+class PartResult(BaseModel):
+    """One part of a split application, as the citizen sees it."""
+
+    application_number: str
+    note: str
+    status: Status
+    institution: str | None = None
+    outcome: Outcome | None = None
+    answer: str | None = None
 
 
 class TrackResult(BaseModel):
@@ -63,6 +86,8 @@ class TrackResult(BaseModel):
     overdue: bool = False
     outcome: Outcome | None = None
     answer: str | None = None
+    information_request: OpenQuestion | None = None
+    parts: list[PartResult] | None = None
     timeline: list[TimelineItem]
 
 
@@ -79,8 +104,36 @@ def check_track_query(number: str, phone_last4: str | None) -> tuple[str, list[d
     return normalize(number), errors
 
 
-def track_result(app: domain.Application) -> TrackResult:
+def citizen_timeline(app: domain.Application) -> list[TimelineItem]:
+    """The steps the citizen sees: never who did them, never an answer before it is final."""
+    return [
+        TimelineItem(status=e.status, at=e.at, step=e.step, detail=_citizen_detail(e))
+        for e in app.timeline
+    ]
+
+
+def _citizen_detail(entry: domain.TimelineEntry) -> str | None:
+    # A unit's name, the institution forwarded to, the number of parts or the part answered;
+    # an assignment to a person (no unit) says nothing.
+    return entry.detail if entry.step is not None else None
+
+
+def step_label(entry: domain.TimelineEntry) -> str:
+    if entry.step is None:
+        return domain.STATUS_LABELS[entry.status]
+    label = STEP_LABELS[entry.step]
+    if entry.step is Step.split_up and entry.detail:
+        return f"{label} ({entry.detail} bölüm)"
+    if entry.detail and entry.step in (Step.assigned, Step.forwarded, Step.part_answered):
+        return f"{label}: {entry.detail}"
+    return label
+
+
+def track_result(
+    app: domain.Application, parts: list[domain.Application] | None = None
+) -> TrackResult:
     answered = app.status in (Status.answered, Status.closed)
+    asked = app.open_information_request
     return TrackResult(
         application_number=app.application_number,
         status=app.status,
@@ -89,7 +142,25 @@ def track_result(app: domain.Application) -> TrackResult:
         overdue=app.overdue,
         outcome=app.outcome if answered else None,
         answer=app.answer if answered else None,
-        timeline=[TimelineItem(status=e.status, at=e.at) for e in app.timeline],
+        information_request=OpenQuestion(question=asked.question, asked_at=asked.asked_at)
+        if asked
+        else None,
+        parts=[part_result(app, p) for p in parts] if parts else None,
+        timeline=citizen_timeline(app),
+    )
+
+
+def part_result(parent: domain.Application, part: domain.Application) -> PartResult:
+    done = part.status in (Status.answered, Status.closed)
+    return PartResult(
+        application_number=part.application_number,
+        note=part.part_note or "",
+        status=part.status,
+        institution=part.institution_name
+        if part.status in (Status.routed, Status.opened, Status.answered, Status.closed)
+        else None,
+        outcome=part.outcome if done else None,
+        answer=part.answer if done else None,
     )
 
 
@@ -110,211 +181,55 @@ async def track(
     assert phone_last4 is not None
     try:
         app = await tracking.track(number_key, phone_last4.strip(), now())
-    except TooManyAttempts:
-        raise HTTPException(
+    except (TooManyAttempts, NotFound) as exc:
+        raise _not_yours(exc) from None
+    return track_result(app, await tracking.parts_of(app) if app.parts else None)
+
+
+def _not_yours(exc: TooManyAttempts | NotFound) -> HTTPException:
+    """A look-up that failed: the same answer for an unknown number and a wrong phone."""
+    if isinstance(exc, TooManyAttempts):
+        return HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=[field_error("application_number", "too_many_attempts", TOO_MANY_MESSAGE)],
             headers={"Retry-After": "900"},
-        ) from None
-    except NotFound:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=[field_error(None, "not_found", NOT_FOUND_MESSAGE)]
-        ) from None
-    return track_result(app)
-
-
-# --- institutions ----------------------------------------------------------------------------
-
-
-class InstitutionApplication(BaseModel):
-    application_id: str
-    application_number: str
-    application_type: ApplicationType | None
-    category_code: str | None
-    subject: str | None
-    district: str | None
-    priority: Priority | None  # an escorted applicant: listed first
-    status: Status
-    received_at: datetime | None
-    deadline_at: datetime | None
-    overdue: bool
-
-
-class InstitutionApplicationList(BaseModel):
-    items: list[InstitutionApplication]
-    next_cursor: str | None
-
-
-class InstitutionApplicationDetail(InstitutionApplication):
-    channel: str | None
-    institution_code: str | None
-    outcome: Outcome | None
-    answer: str | None
-    answered_at: datetime | None
-    timeline: list[TimelineItem]
-
-
-def _item(app: domain.Application) -> InstitutionApplication:
-    # The record's fields by the answer's own names (the answer says which it shows).
-    return InstitutionApplication.model_validate(app, from_attributes=True)
-
-
-def _not_found() -> HTTPException:
+        )
     return HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail=[
-            field_error("application_id", "not_found", "Bu kuruma atanmış böyle bir başvuru yok.")
-        ],
+        status.HTTP_404_NOT_FOUND, detail=[field_error(None, "not_found", NOT_FOUND_MESSAGE)]
     )
 
 
-def _institution_only(principal: Principal, code: str) -> None:
-    """Answering and returning are the institution's own acts (an admin may stand in)."""
-    if principal.role not in (Role.institution, Role.admin):
-        raise forbidden_error("Bu işlemi yalnızca ilgili kurum yapabilir.")
-    ensure_institution_access(principal, code)
-
-
-@router.get(
-    "/api/v1/institutions/{code}/applications",
-    response_model=InstitutionApplicationList,
-    tags=["kurum"],
-    summary="Kuruma atanmış başvurular (öncelikli başvuru sahipleri, sonra en yakın süre önce)",
-)
-async def institution_applications(
-    code: str,
-    principal: PrincipalDep,
-    tracking: TrackingDep,
-    status_filter: Annotated[Status | None, Query(alias="status")] = None,
-    overdue: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> InstitutionApplicationList:
-    ensure_institution_access(principal, code)
-    try:
-        apps = await tracking.institution_applications(
-            InstitutionPage(code, status_filter, overdue, limit, cursor),
-            opened_by_institution=principal.role is Role.institution,
-            now=now(),
-        )
-    except InvalidCursor:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[field_error("cursor", "invalid_cursor", "Sayfa imleci geçersiz.")],
-        ) from None
-    next_cursor = encode_cursor(apps[-1]) if len(apps) == limit else None
-    return InstitutionApplicationList(items=[_item(a) for a in apps], next_cursor=next_cursor)
-
-
-@router.get(
-    "/api/v1/institutions/{code}/applications/{application_id}",
-    response_model=InstitutionApplicationDetail,
-    tags=["kurum"],
-    summary="Kuruma atanmış bir başvuru",
-)
-async def institution_application(
-    code: str, application_id: str, principal: PrincipalDep, tracking: TrackingDep
-) -> InstitutionApplicationDetail:
-    ensure_institution_access(principal, code)
-    try:
-        app = await tracking.institution_application(
-            code,
-            application_id,
-            opened_by_institution=principal.role is Role.institution,
-            now=now(),
-        )
-    except NotFound:
-        raise _not_found() from None
-    return InstitutionApplicationDetail(
-        **_item(app).model_dump(),
-        channel=app.channel.value if app.channel else None,
-        institution_code=app.institution_code,
-        outcome=app.outcome,
-        answer=app.answer,
-        answered_at=app.answered_at,
-        timeline=[TimelineItem(status=e.status, at=e.at) for e in app.timeline],
-    )
-
-
-class ResponseIn(BaseModel):
+class InformationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: Outcome
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=5000)]
-
-
-class ResponseAccepted(BaseModel):
-    application_id: str
-    status: str = "answer_received"
+    phone_last4: str
+    reply: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=4000)]
 
 
 @router.post(
-    "/api/v1/institutions/{code}/applications/{application_id}/response",
-    response_model=ResponseAccepted,
-    status_code=status.HTTP_202_ACCEPTED,
-    tags=["kurum"],
-    summary="Kurumun cevabı",
+    "/api/v1/track/{application_number}/information",
+    response_model=TrackResult,
+    response_model_exclude_none=True,
+    tags=["vatandaş"],
+    summary="Kurumun istediği ek bilgiyi gönder (başvuru numarası + telefonun son 4 hanesi)",
+    responses={404: {"description": "Bulunamadı"}, 409: {}, 422: {}, 429: {}},
 )
-async def respond(
-    code: str,
-    application_id: str,
-    body: ResponseIn,
-    principal: PrincipalDep,
-    tracking: TrackingDep,
-) -> ResponseAccepted:
-    _institution_only(principal, code)
+async def provide_information(
+    application_number: str, body: InformationIn, tracking: TrackingDep
+) -> TrackResult:
+    """The citizen's reply to the institution's question; the application goes back to it."""
+    number_key, errors = check_track_query(application_number, body.phone_last4)
+    if errors:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors)
     try:
-        await tracking.submit_response(
-            code,
-            application_id,
-            outcome=body.outcome,
-            text=body.text,
-            responded_by=principal.subject,
+        app = await tracking.provide_information(
+            number_key, body.phone_last4.strip(), body.reply, now()
         )
-    except NotFound:
-        raise _not_found() from None
-    except domain.AlreadyAnswered:
+    except (TooManyAttempts, NotFound) as exc:
+        raise _not_yours(exc) from None
+    except domain.NoInformationAsked:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            detail=[field_error(None, "already_answered", "Bu başvuru zaten cevaplanmış.")],
+            detail=[field_error(None, "no_information_asked", NOTHING_ASKED_MESSAGE)],
         ) from None
-    return ResponseAccepted(application_id=application_id)
-
-
-class ReturnIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=1000)]
-
-
-class ReturnAccepted(BaseModel):
-    application_id: str
-    status: Status
-
-
-@router.post(
-    "/api/v1/institutions/{code}/applications/{application_id}/return",
-    response_model=ReturnAccepted,
-    tags=["kurum"],
-    summary="Görev alanı dışında: başvuruyu yönlendirmeye iade et",
-)
-async def return_application(
-    code: str,
-    application_id: str,
-    body: ReturnIn,
-    principal: PrincipalDep,
-    tracking: TrackingDep,
-) -> ReturnAccepted:
-    _institution_only(principal, code)
-    try:
-        app = await tracking.return_application(code, application_id, reason=body.reason, now=now())
-    except (NotFound, domain.NotAssigned):
-        raise _not_found() from None
-    except domain.AlreadyAnswered:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=[
-                field_error(None, "already_answered", "Cevaplanmış bir başvuru iade edilemez.")
-            ],
-        ) from None
-    return ReturnAccepted(application_id=app.application_id, status=app.status)
+    return track_result(app, await tracking.parts_of(app) if app.parts else None)

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
-from services.tracking import api, page
+from services.tracking import api, inbox_api, inbox_page, page
+from services.tracking.directory import TaxonomyDirectory
 from services.tracking.handlers import Tracking
 from services.tracking.messaging import SERVICE, register
 from services.tracking.store import ApplicationStore
@@ -30,7 +31,8 @@ def build_app(
     service = Service(SERVICE, settings)
     cipher = PiiCipher(settings.pii_key_bytes())
     store = ApplicationStore(service.db, service.publisher, cipher)
-    tracking = Tracking(store, service.publisher, cipher, settings)
+    directory = TaxonomyDirectory(settings)
+    tracking = Tracking(store, service.publisher, cipher, settings, directory=directory)
     register(service.broker, tracking, settings, group_id=consumer_group)
 
     async def deadline_watcher() -> None:
@@ -47,12 +49,13 @@ def build_app(
     app = service.app(
         title="Açık Kapı — başvuru takibi",
         description=(
-            "Başvuruların durumu, cevap süresi ve cevabı; vatandaşın takip sayfası ve kurumların "
-            "başvuru listesi, cevabı ve iadesi."
+            "Başvuruların durumu, cevap süresi ve cevabı; vatandaşın takip sayfası; kurumların "
+            "gelen kutusu (açma, havale, vatandaştan bilgi isteme, cevap, iade, aktarma, bölme) "
+            "ve Açık Kapı denetçisinin cevap onayı."
         ),
-        routers=[api.router, page.pages],
+        routers=[api.router, inbox_api.router, page.pages, inbox_page.pages],
         on_startup=[store.ensure_indexes],
-        background=[deadline_watcher, store.outbox.run_relay],
+        background=[deadline_watcher, store.outbox.run_relay, directory.view.follow],
     )
     app.mount(page.STATIC_URL, page.static_files, name="static")
     app.state.tracking = tracking

@@ -10,6 +10,12 @@ once. Three rules keep the status honest:
 - every transition remembers the input (`source`) that caused it, so when that input is
   delivered again the same announcements are replayed with the same deterministic event ids
   instead of being lost or duplicated under new ids.
+
+The institution's workflow (workflow.py) adds steps inside a status: opening is recorded with
+who did it, staff assignment, questions to the citizen and their replies, answers waiting for a
+supervisor's approval. A forward and a split are `returned` transitions that tell routing where
+the application goes now; a split creates the parts as applications of their own and answers
+the parent, with the overall outcome, once every part is answered.
 """
 
 from __future__ import annotations
@@ -32,15 +38,26 @@ from services.common.events import (
     NotificationRequest,
     NotificationResult,
     Outcome,
+    PartSpec,
     Priority,
     Status,
     StatusChanged,
 )
 from services.common.turkish_time import ISTANBUL
+from services.tracking.workflow import (
+    NO_APPROVAL,
+    ApprovalPolicy,
+    Stage,
+    Step,
+    overall_outcome,
+    part_id,
+    part_number,
+)
 
 PRODUCER = "tracking"
 ANSWER_SMS_SUFFIX = ":answered:sms"
 ANSWER_SMS_TEMPLATE = "application_answered"
+INFORMATION_SMS_TEMPLATE = "information_requested"
 
 # Deterministic event ids live in this namespace: uuid5(namespace, "<application_id>:<what>").
 EVENT_NAMESPACE = uuid.UUID("5d0c6f3e-8a57-4c86-9a51-7c1f1f0e2b64")
@@ -112,6 +129,31 @@ class AlreadyAnswered(Refused):
     """The application has its answer already."""
 
 
+class WrongStage(Refused):
+    """The application's stage does not allow this step now (e.g. an answer awaits approval)."""
+
+    def __init__(self, stage: Stage, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class NothingToReview(Refused):
+    """No answer awaits approval on this application."""
+
+
+class NoInformationAsked(Refused):
+    """The citizen is not being asked for anything on this application."""
+
+
+class NotSplittable(Refused):
+    """A part of a split application is not split again, nor forwarded to its own holder."""
+
+
+class NotForParts(Refused):
+    """The citizen is not asked through a part of a split application (the citizen follows the
+    whole application: its number is the one the SMS and the status page know)."""
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     status: Status
@@ -124,7 +166,88 @@ class TimelineEntry:
     reason: str | None = None
     # False for a fact learnt late (intake's `received` after routing's `routed`): it belongs in
     # the timeline but is not announced, since announcing it would move readers backwards.
+    # Workflow steps inside a status (workflow.Step) are not announced either.
     announced: bool = True
+    # The workflow step it records (None: a plain status transition).
+    step: Step | None = None
+    # Who did it (a staff member or supervisor): shown to staff, never to the citizen.
+    actor: str | None = None
+    # What the citizen may read about it: the unit it went to, the institution it was forwarded
+    # to, the number of parts.
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class InformationRequest:
+    """A question the institution asked the citizen; the wait lasts from `asked_at` until the
+    reply, or until the institution went on without one (`closed_at`)."""
+
+    number: int
+    question: str
+    asked_at: datetime
+    asked_by: str | None
+    institution_code: str
+    source: str
+    reply: str | None = None
+    replied_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.replied_at is None and self.closed_at is None
+
+    @property
+    def waited_until(self) -> datetime | None:
+        return self.replied_at or self.closed_at
+
+
+@dataclass(frozen=True)
+class DraftAnswer:
+    """An institution's answer that waits for (or had) an Açık Kapı supervisor's review."""
+
+    outcome: Outcome
+    text: str
+    institution_code: str
+    submitted_by: str | None
+    submitted_at: datetime
+    # The response's event id: a redelivered response is recognised by it.
+    event_id: str
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+    approved: bool = False
+    # The supervisor's note when the answer was sent back.
+    note: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.reviewed_at is None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a split application, as its parent keeps it: what it covers, who should
+    answer it, and its answer once given."""
+
+    part_no: int
+    application_id: str
+    application_number: str
+    note: str
+    institution_code: str | None = None
+    category_code: str | None = None
+    outcome: Outcome | None = None
+    answer: str | None = None
+    answered_at: datetime | None = None
+    answered_by_name: str | None = None  # the institution that answered it
+
+    def spec(self) -> PartSpec:
+        return PartSpec(
+            part_no=self.part_no,
+            application_id=self.application_id,
+            application_number=self.application_number,
+            institution_code=self.institution_code,
+            category_code=self.category_code,
+            note=self.note,
+        )
 
 
 @dataclass(frozen=True)
@@ -160,6 +283,27 @@ class Application:
     phone_enc: str | None = None
     phone_index: str | None = None
     answer_sms_source: str | None = None
+    # The application's text, for the institution's inbox (the citizen's own words).
+    text: str | None = None
+    # The institution's workflow (workflow.py).
+    opened_by: str | None = None
+    opened_at: datetime | None = None
+    assignee: str | None = None
+    unit: str | None = None
+    assigned_by: str | None = None
+    assigned_at: datetime | None = None
+    information_requests: tuple[InformationRequest, ...] = ()
+    drafts: tuple[DraftAnswer, ...] = ()
+    approved_by: str | None = None
+    # The input whose answer tracking itself publishes on the responses topic (an approved
+    # answer, or a split application's overall answer).
+    response_source: str | None = None
+    forwarded_to: str | None = None
+    # A split application's parts; on a part, its parent and its number among them.
+    parts: tuple[Part, ...] = ()
+    parent_id: str | None = None
+    part_no: int | None = None
+    part_note: str | None = None
     timeline: tuple[TimelineEntry, ...] = ()
     # Optimistic concurrency: the version this state was read at (0 = not stored yet).
     version: int = 0
@@ -188,6 +332,40 @@ class Application:
     def assigned_to(self, institution_code: str) -> bool:
         return self.status in ASSIGNED_STATUSES and self.institution_code == institution_code
 
+    @property
+    def open_information_request(self) -> InformationRequest | None:
+        last = self.information_requests[-1] if self.information_requests else None
+        return last if last is not None and last.is_open else None
+
+    @property
+    def pending_draft(self) -> DraftAnswer | None:
+        last = self.drafts[-1] if self.drafts else None
+        return last if last is not None and last.pending else None
+
+    @property
+    def waiting_intervals(self) -> tuple[tuple[datetime, datetime | None], ...]:
+        """When the application waited for the citizen (end None: still waiting); the deadline
+        clock may stand still in these."""
+        return tuple((r.asked_at, r.waited_until) for r in self.information_requests)
+
+    @property
+    def stage(self) -> Stage:
+        if self.status is Status.closed:
+            return Stage.closed
+        if self.status is Status.answered:
+            return Stage.answered
+        if self.status is Status.returned:
+            if self.parts:
+                return Stage.split_up
+            return Stage.forwarded if self.forwarded_to else Stage.returned
+        if self.status not in ASSIGNED_STATUSES:
+            return Stage.unrouted
+        if self.pending_draft is not None:
+            return Stage.awaiting_approval
+        if self.open_information_request is not None:
+            return Stage.waiting_for_citizen
+        return Stage.new if self.status is Status.routed else Stage.opened
+
 
 # --- inputs that do not come as events -------------------------------------------------------
 
@@ -203,10 +381,11 @@ class Receive:
 
 @dataclass(frozen=True)
 class Open:
-    """The assigned institution looked at the application."""
+    """The assigned institution opens the application (an explicit act, with who did it)."""
 
     institution_code: str
     at: datetime
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +395,104 @@ class Return:
     institution_code: str
     reason: str
     at: datetime
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class AssignStaff:
+    """The institution hands the application to one of its staff or sub-units."""
+
+    institution_code: str
+    assignee: str | None
+    unit: str | None
+    by: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AskInformation:
+    """The institution asks the citizen for more information."""
+
+    institution_code: str
+    question: str
+    by: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ProvideInformation:
+    """The citizen's reply to the open question."""
+
+    reply: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Respond:
+    """An institution's answer, under the province's approval policy."""
+
+    response: ApplicationResponse
+    policy: ApprovalPolicy = NO_APPROVAL
+
+
+@dataclass(frozen=True)
+class Approve:
+    """An Açık Kapı supervisor approves the answer that awaits approval."""
+
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SendBack:
+    """An Açık Kapı supervisor sends the answer back to the institution with a note."""
+
+    by: str
+    note: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The institution hands the application to another institution of the province."""
+
+    institution_code: str
+    target_code: str
+    target_name: str
+    reason: str
+    by: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """One part asked for: answered by an institution, or by the one a category resolves to."""
+
+    note: str
+    institution_code: str | None = None
+    category_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Split:
+    """The institution splits an application that concerns several institutions into parts."""
+
+    institution_code: str
+    parts: tuple[SplitPart, ...]
+    reason: str | None
+    by: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PartAnswered:
+    """A part of this (split) application has its answer."""
+
+    part_no: int
+    outcome: Outcome
+    answer: str
+    answered_at: datetime
+    institution_name: str | None
 
 
 Command = (
@@ -225,7 +502,16 @@ Command = (
     | Open
     | Return
     | ApplicationResponse
+    | Respond
     | NotificationResult
+    | AssignStaff
+    | AskInformation
+    | ProvideInformation
+    | Approve
+    | SendBack
+    | Forward
+    | Split
+    | PartAnswered
 )
 
 
@@ -237,6 +523,10 @@ class Decision:
     changed: bool
     transitions: tuple[TimelineEntry, ...]
     answer_sms: bool
+    # The question whose SMS to the citizen this input causes.
+    information_sms: InformationRequest | None = None
+    # Whether this input made an answer final that tracking publishes itself (responses topic).
+    response: bool = False
 
 
 def apply(state: Application | None, command: Command, source: str) -> Decision:
@@ -247,7 +537,8 @@ def apply(state: Application | None, command: Command, source: str) -> Decision:
     if new is None:
         return Decision(None, False, (), False)
     transitions, sms = announced_by(new, source)
-    return Decision(new, changed, transitions, sms)
+    asked = next((r for r in new.information_requests if r.source == source), None)
+    return Decision(new, changed, transitions, sms, asked, new.response_source == source)
 
 
 def announced_by(state: Application, source: str) -> tuple[tuple[TimelineEntry, ...], bool]:
@@ -268,8 +559,12 @@ def _apply(state: Application | None, command: Command, source: str) -> Applicat
     if isinstance(command, Return):
         return _return(state, command, source)
     if isinstance(command, ApplicationResponse):
+        return _respond(state, Respond(command), source)
+    if isinstance(command, Respond):
         return _respond(state, command, source)
-    return _notification_result(state, command, source)
+    if isinstance(command, NotificationResult):
+        return _notification_result(state, command, source)
+    return _workflow(state, command, source)
 
 
 def _receive(state: Application | None, cmd: Receive, source: str) -> Application:
@@ -317,6 +612,7 @@ def _learn(state: Application, cmd: Receive) -> Application:
         subject=ev.subject,
         priority=ev.priority,
         received_at=ev.received_at,
+        text=ev.text,
         phone_enc=cmd.phone_enc,
         phone_index=cmd.phone_index,
     )
@@ -334,14 +630,26 @@ def _routed(state: Application | None, ev: ApplicationRouted, source: str) -> Ap
         )
         entry = TimelineEntry(Status.routed, ev.occurred_at, None, 0, source, ev.institution_code)
         return replace(first, timeline=(entry,))
-    if not _may_move(state, Status.routed, ev.occurred_at):
-        return state  # a repeat, or stale
+    if state.parts or not _may_move(state, Status.routed, ev.occurred_at):
+        return state  # a repeat, stale, or a split application (its parts are routed instead)
     return _transition(_assign(state, ev), Status.routed, ev.occurred_at, source, previous=state)
 
 
 def _assign(state: Application, ev: ApplicationRouted) -> Application:
+    if state.institution_code != ev.institution_code:
+        # Another institution's round: the previous one's staff and marks do not carry over.
+        state = replace(
+            state,
+            assignee=None,
+            unit=None,
+            assigned_by=None,
+            assigned_at=None,
+            opened_by=None,
+            opened_at=None,
+        )
     return replace(
         state,
+        forwarded_to=None,
         category_code=ev.category_code,
         institution_code=ev.institution_code,
         institution_name=ev.institution_name,
@@ -378,7 +686,8 @@ def _open(state: Application | None, cmd: Open, source: str) -> Application | No
         return state
     if state.institution_code != cmd.institution_code:
         return state
-    return _transition(state, Status.opened, cmd.at, source)
+    opened = replace(state, opened_by=cmd.by, opened_at=cmd.at)
+    return _transition(opened, Status.opened, cmd.at, source, actor=cmd.by)
 
 
 def _return(state: Application | None, cmd: Return, source: str) -> Application:
@@ -386,18 +695,15 @@ def _return(state: Application | None, cmd: Return, source: str) -> Application:
         raise NotAssigned("unknown application")
     if state.status is Status.returned and state.institution_code == cmd.institution_code:
         return state  # a repeat
-    if state.status in (Status.answered, Status.closed):
-        raise AlreadyAnswered(f"application {state.application_id} is already answered")
-    if not state.assigned_to(cmd.institution_code):
-        raise NotAssigned(
-            f"application {state.application_id} is not assigned to {cmd.institution_code}"
-        )
-    return _transition(
-        replace(state, returned_at=cmd.at), Status.returned, cmd.at, source, reason=cmd.reason
-    )
+    _held_by(state, cmd.institution_code)
+    if state.pending_draft is not None:
+        raise WrongStage(Stage.awaiting_approval, "an answer awaits approval")
+    given_back = replace(_stop_waiting(state, cmd.at), returned_at=cmd.at)
+    return _transition(given_back, Status.returned, cmd.at, source, reason=cmd.reason, actor=cmd.by)
 
 
-def _respond(state: Application | None, ev: ApplicationResponse, source: str) -> Application:
+def _respond(state: Application | None, cmd: Respond, source: str) -> Application:
+    ev = cmd.response
     app_id = ev.application_id
     if state is None or state.status in (Status.received, Status.awaiting_routing):
         raise NotAssignedYet(f"application {app_id} has not been routed to an institution yet")
@@ -417,9 +723,19 @@ def _respond(state: Application | None, ev: ApplicationResponse, source: str) ->
             f"application {app_id} is assigned to {state.institution_code}, "
             f"not to {ev.institution_code}; response refused"
         )
+    draft = state.pending_draft
+    if draft is not None:
+        if draft.event_id == str(ev.event_id):
+            return state  # a repeat
+        raise WrongStage(
+            Stage.awaiting_approval,
+            f"application {app_id} has an answer awaiting approval; response refused",
+        )
+    if cmd.policy.requires(state.institution_code, state.application_type):
+        return _propose(state, ev, source)
     answered = _transition(
         replace(
-            state,
+            _stop_waiting(state, ev.responded_at),
             outcome=ev.outcome,
             answer=ev.text,
             answered_at=ev.responded_at,
@@ -435,6 +751,24 @@ def _respond(state: Application | None, ev: ApplicationResponse, source: str) ->
     return answered
 
 
+def _propose(state: Application, ev: ApplicationResponse, source: str) -> Application:
+    """The answer waits for a supervisor: recorded as a draft, not yet the citizen's."""
+    draft = DraftAnswer(
+        outcome=ev.outcome,
+        text=ev.text,
+        institution_code=ev.institution_code,
+        submitted_by=ev.responded_by,
+        submitted_at=ev.responded_at,
+        event_id=str(ev.event_id),
+    )
+    # Answering is acting on it: an application nobody opened is opened first.
+    opened = _opened_for(
+        _stop_waiting(state, ev.responded_at), ev.responded_by, ev.responded_at, source
+    )
+    proposed = replace(opened, drafts=(*opened.drafts, draft))
+    return _step(proposed, Step.answer_submitted, ev.responded_at, source, actor=ev.responded_by)
+
+
 def _notification_result(
     state: Application | None, ev: NotificationResult, source: str
 ) -> Application | None:
@@ -444,6 +778,344 @@ def _notification_result(
         return state
     at = max(ev.occurred_at, state.answered_at) if state.answered_at else ev.occurred_at
     return _transition(state, Status.closed, at, source)
+
+
+# --- the institution's workflow ---------------------------------------------------------------
+
+WorkflowCommand = (
+    AssignStaff
+    | AskInformation
+    | ProvideInformation
+    | Approve
+    | SendBack
+    | Forward
+    | Split
+    | PartAnswered
+)
+
+
+def _workflow(state: Application | None, cmd: WorkflowCommand, source: str) -> Application:
+    if isinstance(cmd, AssignStaff):
+        return _assign_staff(state, cmd, source)
+    if isinstance(cmd, AskInformation):
+        return _ask(state, cmd, source)
+    if isinstance(cmd, ProvideInformation):
+        return _reply(state, cmd, source)
+    if isinstance(cmd, Approve):
+        return _approve(state, cmd, source)
+    if isinstance(cmd, SendBack):
+        return _send_back(state, cmd, source)
+    if isinstance(cmd, Forward):
+        return _forward(state, cmd, source)
+    if isinstance(cmd, Split):
+        return _split(state, cmd, source)
+    return _part_answered(state, cmd, source)
+
+
+def _held_by(state: Application | None, institution_code: str) -> Application:
+    """The application, if `institution_code` holds it now (else the reason it may not act)."""
+    if state is None:
+        raise NotAssigned("unknown application")
+    if state.status in (Status.answered, Status.closed):
+        raise AlreadyAnswered(f"application {state.application_id} is already answered")
+    if not state.assigned_to(institution_code):
+        raise NotAssigned(
+            f"application {state.application_id} is not assigned to {institution_code}"
+        )
+    return state
+
+
+def _no_draft(state: Application) -> None:
+    if state.pending_draft is not None:
+        raise WrongStage(
+            Stage.awaiting_approval,
+            f"application {state.application_id}: an answer awaits approval",
+        )
+
+
+def _opened_for(state: Application, by: str | None, at: datetime, source: str) -> Application:
+    """An act on an application nobody opened yet opens it first (in the actor's name)."""
+    if state.status is not Status.routed:
+        return state
+    opened = replace(state, opened_by=by, opened_at=at)
+    return _transition(opened, Status.opened, at, source, actor=by)
+
+
+def _stop_waiting(state: Application, at: datetime) -> Application:
+    """The institution goes on without the citizen's reply: the wait ends now."""
+    asked = state.open_information_request
+    if asked is None:
+        return state
+    closed = replace(asked, closed_at=max(at, asked.asked_at))
+    return replace(state, information_requests=(*state.information_requests[:-1], closed))
+
+
+def _assign_staff(state: Application | None, cmd: AssignStaff, source: str) -> Application:
+    held = _held_by(state, cmd.institution_code)
+    if (held.assignee, held.unit) == (cmd.assignee, cmd.unit):
+        return held  # a repeat, or no change
+    moved = replace(
+        _opened_for(held, cmd.by, cmd.at, source),
+        assignee=cmd.assignee,
+        unit=cmd.unit,
+        assigned_by=cmd.by,
+        assigned_at=cmd.at,
+    )
+    # The citizen reads the unit's name, never a staff member's.
+    return _step(moved, Step.assigned, cmd.at, source, actor=cmd.by, detail=cmd.unit)
+
+
+def _ask(state: Application | None, cmd: AskInformation, source: str) -> Application:
+    held = _held_by(state, cmd.institution_code)
+    if held.parent_id is not None:
+        raise NotForParts(f"{held.application_id} is a part; the citizen is not asked through it")
+    _no_draft(held)
+    asked = held.open_information_request
+    if asked is not None:
+        if asked.question == cmd.question:
+            return held  # a repeat
+        raise WrongStage(
+            Stage.waiting_for_citizen,
+            f"application {held.application_id}: the citizen's reply is still awaited",
+        )
+    request = InformationRequest(
+        number=len(held.information_requests) + 1,
+        question=cmd.question,
+        asked_at=cmd.at,
+        asked_by=cmd.by,
+        institution_code=cmd.institution_code,
+        source=source,
+    )
+    moved = _opened_for(held, cmd.by, cmd.at, source)
+    moved = replace(moved, information_requests=(*moved.information_requests, request))
+    return _step(moved, Step.information_requested, cmd.at, source, actor=cmd.by)
+
+
+def _reply(state: Application | None, cmd: ProvideInformation, source: str) -> Application:
+    if state is None:
+        raise NoInformationAsked("unknown application")
+    asked = state.open_information_request
+    if asked is None:
+        last = state.information_requests[-1] if state.information_requests else None
+        if last is not None and last.reply == cmd.reply:
+            return state  # a repeat
+        raise NoInformationAsked(f"application {state.application_id} asks the citizen nothing")
+    answered = replace(asked, reply=cmd.reply, replied_at=max(cmd.at, asked.asked_at))
+    moved = replace(state, information_requests=(*state.information_requests[:-1], answered))
+    return _step(moved, Step.information_received, cmd.at, source)
+
+
+def _approve(state: Application | None, cmd: Approve, source: str) -> Application:
+    if state is None:
+        raise NothingToReview("unknown application")
+    draft = state.pending_draft
+    if draft is None:
+        if state.response_source == source:
+            return state  # a repeat
+        raise NothingToReview(f"application {state.application_id} has no answer to approve")
+    if not state.assigned_to(draft.institution_code):
+        raise NothingToReview(f"application {state.application_id} moved on; nothing to approve")
+    approved = replace(draft, reviewed_by=cmd.by, reviewed_at=cmd.at, approved=True)
+    moved = replace(
+        state,
+        drafts=(*state.drafts[:-1], approved),
+        outcome=draft.outcome,
+        answer=draft.text,
+        # The answer reaches the citizen now: that is when the application is answered.
+        answered_at=cmd.at,
+        responded_by=draft.submitted_by,
+        response_event_id=str(event_id(state.application_id, "approved", str(len(state.drafts)))),
+        approved_by=cmd.by,
+        response_source=source,
+    )
+    moved = _step(moved, Step.answer_approved, cmd.at, source, actor=cmd.by)
+    answered = _transition(moved, Status.answered, cmd.at, source)
+    if answered.phone_enc is not None:
+        answered = replace(answered, answer_sms_source=source)
+    return answered
+
+
+def _send_back(state: Application | None, cmd: SendBack, source: str) -> Application:
+    if state is None:
+        raise NothingToReview("unknown application")
+    draft = state.pending_draft
+    if draft is None:
+        last = state.drafts[-1] if state.drafts else None
+        if last is not None and last.note == cmd.note and last.reviewed_by == cmd.by:
+            return state  # a repeat
+        raise NothingToReview(f"application {state.application_id} has no answer to review")
+    reviewed = replace(draft, reviewed_by=cmd.by, reviewed_at=cmd.at, note=cmd.note)
+    moved = replace(state, drafts=(*state.drafts[:-1], reviewed))
+    return _step(moved, Step.answer_sent_back, cmd.at, source, actor=cmd.by)
+
+
+def _forward(state: Application | None, cmd: Forward, source: str) -> Application:
+    if (
+        state is not None
+        and state.status is Status.returned
+        and state.forwarded_to == cmd.target_code
+        and state.institution_code == cmd.institution_code
+    ):
+        return state  # a repeat
+    held = _held_by(state, cmd.institution_code)
+    _no_draft(held)
+    if cmd.target_code == cmd.institution_code:
+        raise NotSplittable("an application is not forwarded to the institution that holds it")
+    moved = replace(_stop_waiting(held, cmd.at), forwarded_to=cmd.target_code, returned_at=cmd.at)
+    return _transition(
+        moved,
+        Status.returned,
+        cmd.at,
+        source,
+        reason=cmd.reason,
+        step=Step.forwarded,
+        actor=cmd.by,
+        detail=cmd.target_name,
+    )
+
+
+def _split(state: Application | None, cmd: Split, source: str) -> Application:
+    if (
+        state is not None
+        and state.parts
+        and state.status is Status.returned
+        and state.institution_code == cmd.institution_code
+    ):
+        return state  # a repeat
+    held = _held_by(state, cmd.institution_code)
+    _no_draft(held)
+    if held.parent_id is not None:
+        raise NotSplittable(f"{held.application_id} is a part already; it is not split again")
+    parts = tuple(
+        Part(
+            part_no=n,
+            application_id=part_id(held.application_id, n),
+            application_number=part_number(held.application_number, n),
+            note=wanted.note,
+            institution_code=wanted.institution_code,
+            category_code=wanted.category_code,
+        )
+        for n, wanted in enumerate(cmd.parts, start=1)
+    )
+    moved = replace(_stop_waiting(held, cmd.at), parts=parts, returned_at=cmd.at)
+    return _transition(
+        moved,
+        Status.returned,
+        cmd.at,
+        source,
+        reason=cmd.reason,
+        step=Step.split_up,
+        actor=cmd.by,
+        detail=str(len(parts)),
+    )
+
+
+def new_part(parent: Application, part: Part, at: datetime) -> Application:
+    """A part of a split application as an application of its own: the parent's facts, its
+    deadline (the legal clock runs from the parent's receipt), and no phone (the citizen hears
+    once, about the whole)."""
+    return Application(
+        application_id=part.application_id,
+        application_number=part.application_number,
+        status=Status.received,
+        received_seen=True,
+        channel=parent.channel,
+        application_type=parent.application_type,
+        province_code=parent.province_code,
+        district=parent.district,
+        subject=parent.subject,
+        text=parent.text,
+        priority=parent.priority,
+        category_code=part.category_code or parent.category_code,
+        received_at=parent.received_at,
+        deadline_at=parent.deadline_at,
+        deadline_from_routing=True,
+        parent_id=parent.application_id,
+        part_no=part.part_no,
+        part_note=part.note,
+        timeline=(
+            TimelineEntry(
+                Status.received, at, None, 0, f"split:{parent.application_id}", announced=False
+            ),
+        ),
+    )
+
+
+def _part_answered(state: Application | None, cmd: PartAnswered, source: str) -> Application:
+    if state is None or not state.parts:
+        raise Refused("not a split application")
+    if not 1 <= cmd.part_no <= len(state.parts):
+        raise Refused(f"application {state.application_id} has no part {cmd.part_no}")
+    part = state.parts[cmd.part_no - 1]
+    if part.outcome is not None:
+        return state  # a repeat
+    done = replace(
+        part,
+        outcome=cmd.outcome,
+        answer=cmd.answer,
+        answered_at=cmd.answered_at,
+        answered_by_name=cmd.institution_name,
+    )
+    parts = tuple(done if p.part_no == cmd.part_no else p for p in state.parts)
+    moved = _step(
+        replace(state, parts=parts),
+        Step.part_answered,
+        cmd.answered_at,
+        source,
+        detail=part.application_number,
+    )
+    if any(p.outcome is None for p in parts) or moved.status is not Status.returned:
+        return moved
+    # Every part is answered: the application has its overall answer.
+    answered_at = max(p.answered_at for p in parts if p.answered_at is not None)
+    moved = replace(
+        moved,
+        outcome=overall_outcome(p.outcome for p in parts if p.outcome is not None),
+        answer=overall_answer(parts),
+        answered_at=answered_at,
+        responded_by=None,
+        response_event_id=str(event_id(state.application_id, "parts", "answered")),
+        response_source=source,
+    )
+    answered = _transition(moved, Status.answered, answered_at, source)
+    if answered.phone_enc is not None:
+        answered = replace(answered, answer_sms_source=source)
+    return answered
+
+
+def overall_answer(parts: tuple[Part, ...]) -> str:
+    """The split application's answer: each part's answer under its number and institution."""
+    lines = [f"Başvurunuz {len(parts)} bölüm hâlinde ilgili kurumlarca cevaplandı."]
+    for p in parts:
+        who = f" — {p.answered_by_name}" if p.answered_by_name else ""
+        outcome = OUTCOME_LABELS[p.outcome] if p.outcome else ""
+        lines.append(f"Bölüm {p.part_no} ({p.note}){who}, {outcome}: {p.answer or ''}".strip())
+    return "\n\n".join(lines)
+
+
+def _step(
+    state: Application,
+    step: Step,
+    at: datetime,
+    source: str,
+    *,
+    actor: str | None = None,
+    detail: str | None = None,
+) -> Application:
+    """Record a workflow step inside the current status (not announced on the status topic)."""
+    entry = TimelineEntry(
+        status=state.status,
+        at=at,
+        previous=state.status,
+        round=state.round,
+        source=source,
+        institution_code=state.institution_code,
+        announced=False,
+        step=step,
+        actor=actor,
+        detail=detail,
+    )
+    return replace(state, timeline=_insert(state.timeline, entry))
 
 
 def _may_move(state: Application, target: Status, decided_at: datetime) -> bool:
@@ -463,6 +1135,9 @@ def _transition(
     *,
     previous: Application | None = None,
     reason: str | None = None,
+    step: Step | None = None,
+    actor: str | None = None,
+    detail: str | None = None,
 ) -> Application:
     """Move to `target`; `moved` already carries the new facts, `previous` is the state before."""
     before = previous or moved
@@ -476,6 +1151,9 @@ def _transition(
         # For a return: the institution that gave it back.
         institution_code=moved.institution_code,
         reason=reason,
+        step=step,
+        actor=actor,
+        detail=detail,
     )
     return replace(moved, status=target, round=next_round, timeline=_insert(before.timeline, entry))
 
@@ -569,7 +1247,7 @@ def transition_event_id(application_id: str, status: Status, round_: int) -> uui
 
 
 def status_changed(state: Application, entry: TimelineEntry) -> StatusChanged:
-    return _snapshot(
+    changed = _snapshot(
         state,
         event_id=transition_event_id(state.application_id, entry.status, entry.round),
         status=entry.status,
@@ -578,6 +1256,12 @@ def status_changed(state: Application, entry: TimelineEntry) -> StatusChanged:
         institution_code=entry.institution_code,
         reason=entry.reason,
     )
+    # A forward or a split tells routing where the application goes now.
+    if entry.step is Step.forwarded:
+        changed.forward_to = state.forwarded_to
+    elif entry.step is Step.split_up:
+        changed.parts = [p.spec() for p in state.parts]
+    return changed
 
 
 def _snapshot(
@@ -606,11 +1290,13 @@ def _snapshot(
         category_code=state.category_code,
         institution_code=institution_code,
         outcome=state.outcome,
-        received_at=state.received_at,
+        # A part is not an application of its own in the figures: no receipt of its own.
+        received_at=state.received_at if state.parent_id is None else None,
         deadline_at=state.deadline_at,
         answered_at=state.answered_at,
         overdue=state.overdue,
         reason=reason,
+        parent_application_id=state.parent_id,
     )
 
 
@@ -643,4 +1329,53 @@ def answer_sms(state: Application, to: str, tracking_url: str) -> NotificationRe
             "outcome_label": OUTCOME_LABELS[state.outcome],
             "tracking_url": tracking_url,
         },
+    )
+
+
+def information_sms_key(application_id: str, number: int) -> str:
+    return f"{application_id}:information:{number}:sms"
+
+
+def information_sms(
+    state: Application, request: InformationRequest, to: str, tracking_url: str
+) -> NotificationRequest:
+    """The SMS that tells the citizen a question waits for them (the question itself is on the
+    status page, behind the number and the phone digits)."""
+    key = information_sms_key(state.application_id, request.number)
+    return NotificationRequest(
+        event_id=event_id(state.application_id, "information", str(request.number), "sms"),
+        application_id=state.application_id,
+        application_number=state.application_number,
+        producer=PRODUCER,
+        idempotency_key=key,
+        channel=NotificationChannel.sms,
+        to=to,
+        template=INFORMATION_SMS_TEMPLATE,
+        params={"application_number": state.application_number, "tracking_url": tracking_url},
+    )
+
+
+def published_response(state: Application) -> ApplicationResponse:
+    """The answer tracking made final itself (approved, or a split application's overall
+    answer), for the readers of the responses topic; its id is the one the record keeps, so
+    when it comes back to tracking's own consumer it is recognised as a repeat."""
+    if (
+        state.outcome is None
+        or state.answer is None
+        or state.response_event_id is None
+        or state.answered_at is None
+    ):
+        raise ValueError("no final answer to publish")
+    draft = state.drafts[-1] if state.drafts and state.drafts[-1].approved else None
+    return ApplicationResponse(
+        event_id=uuid.UUID(state.response_event_id),
+        application_id=state.application_id,
+        application_number=state.application_number,
+        producer=PRODUCER,
+        institution_code=state.institution_code or "",
+        outcome=state.outcome,
+        text=state.answer,
+        responded_by=state.responded_by,
+        responded_at=draft.submitted_at if draft else state.answered_at,
+        approved_by=state.approved_by if draft else None,
     )

@@ -1,5 +1,5 @@
-"""Tracking's use cases: what happens when an event arrives, an institution acts, a citizen asks,
-or a deadline passes.
+"""Tracking's use cases: what happens when an event arrives, an institution acts, a supervisor
+reviews an answer, a citizen asks or replies, or a deadline passes.
 
 Every change is decided by `domain.apply`, stored with the events it causes in the record's
 outbox (one conditional write), and then delivered (`services.common.outbox`). A batch of
@@ -9,8 +9,10 @@ events from the bus is folded per application in its order and written with one 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.common import topics
@@ -18,17 +20,28 @@ from services.common.events import (
     ApplicationReceived,
     ApplicationResponse,
     DeadlineEvent,
+    InstitutionEntry,
     NotificationResult,
     Outcome,
     RoutingOutcome,
     Status,
+    TaxonomyPublished,
 )
 from services.common.messaging import EventPublisher, Outgoing, PermanentError
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
+from services.tracking.directory import (
+    Directory,
+    category_in,
+    institution_in,
+    province_of_institution,
+)
 from services.tracking.store import DueField, InstitutionPage, NumberTaken, TrackingStore, Write
+from services.tracking.workflow import MAX_PARTS, MIN_PARTS, ApprovalPolicy, Stage
+
+log = logging.getLogger("acikkapi.tracking")
 
 Deliver = Callable[[Iterable[Pending | None]], Awaitable[None]]
 
@@ -54,6 +67,31 @@ class ConcurrentUpdate(Exception):
     """Other processes kept changing the application; the caller should retry later."""
 
 
+class DirectoryUnavailable(Exception):
+    """Routing's list of the province's institutions has not reached tracking yet."""
+
+
+@dataclass(frozen=True)
+class InvalidTarget(Exception):
+    """A forward's or a split's target that the province does not have (`field` names it in
+    the request as validation errors do, e.g. `parts.1.institution_code` for the second part)."""
+
+    field: str
+    code: str
+    message: str
+
+
+class EmptyDirectory:
+    """No directory: every forward and split is refused as not checkable (tests of other use
+    cases)."""
+
+    def province(self, province_code: int) -> TaxonomyPublished | None:
+        return None
+
+    def provinces(self) -> list[TaxonomyPublished]:
+        return []
+
+
 class Tracking:
     def __init__(
         self,
@@ -63,6 +101,7 @@ class Tracking:
         settings: Settings,
         *,
         response_grace_seconds: float = RESPONSE_GRACE_SECONDS,
+        directory: Directory | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -70,6 +109,10 @@ class Tracking:
         self.cipher = cipher
         self.settings = settings
         self.response_grace_seconds = response_grace_seconds
+        self.directory: Directory = directory or EmptyDirectory()
+        self.approval = ApprovalPolicy.of(
+            settings.answer_approval_institutions, settings.answer_approval_types
+        )
 
     # --- events ------------------------------------------------------------------------------
 
@@ -106,12 +149,18 @@ class Tracking:
             await self.on_notification_result(event)
 
     async def on_response(self, event: ApplicationResponse) -> None:
-        """An institution answered: only the institution it is assigned to may."""
+        """An institution answered: only the institution it is assigned to may. Where the
+        province wants it, the answer waits for a supervisor's approval."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.response_grace_seconds
+        command = domain.Respond(event, self.approval)
         while True:
             try:
-                await self._apply(event.application_id, event, f"response:{event.event_id}")
+                state = await self._apply(
+                    event.application_id, command, f"response:{event.event_id}"
+                )
+                if state is not None:
+                    await self._settle_part(state)
                 return
             except domain.NotAssignedYet as exc:
                 if loop.time() >= give_up:
@@ -130,35 +179,62 @@ class Tracking:
     # --- institutions ------------------------------------------------------------------------
 
     async def institution_applications(
-        self, page: InstitutionPage, *, opened_by_institution: bool, now: datetime
-    ) -> list[domain.Application]:
-        """The institution's list; what it sees for the first time becomes `opened`."""
+        self, page: InstitutionPage
+    ) -> tuple[list[domain.Application], int]:
+        """One page of the institution's list and how many match its filters in all. Reading
+        it changes nothing: opening is an act of its own (`open_application`)."""
         apps = await self.store.list_for_institution(page)
-        if not opened_by_institution:
-            return apps
-        return [await self._open(app, page.institution_code, now) for app in apps]
+        total = await self.store.count_for_institution(page)
+        return apps, total
 
     async def institution_application(
+        self, institution_code: str, application_id: str
+    ) -> domain.Application:
+        return await self._held(institution_code, application_id)
+
+    async def _held(self, institution_code: str, application_id: str) -> domain.Application:
+        """The application, if that institution holds it (or held it last)."""
+        app = await self.store.get(application_id)
+        if app is None or app.institution_code != institution_code:
+            raise NotFound(application_id)
+        return app
+
+    async def open_application(
+        self, institution_code: str, application_id: str, *, by: str, now: datetime
+    ) -> domain.Application:
+        """The institution opens the application: `opened`, with who did it (once a round)."""
+        app = await self._held(institution_code, application_id)
+        if app.status in (Status.opened, Status.answered, Status.closed):
+            return app  # opened before: nothing to do
+        if not app.assigned_to(institution_code):
+            raise NotFound(application_id)
+        source = f"opened:{app.round}:{institution_code}"
+        opened = await self._apply(application_id, domain.Open(institution_code, now, by), source)
+        return opened or app
+
+    async def assign(
         self,
         institution_code: str,
         application_id: str,
         *,
-        opened_by_institution: bool,
+        assignee: str | None,
+        unit: str | None,
+        by: str,
         now: datetime,
     ) -> domain.Application:
-        app = await self.store.get(application_id)
-        if app is None or app.institution_code != institution_code:
-            raise NotFound(application_id)
-        if opened_by_institution:
-            app = await self._open(app, institution_code, now)
-        return app
+        """Hand the application to a staff member or a sub-unit of the institution."""
+        await self._held(institution_code, application_id)
+        command = domain.AssignStaff(institution_code, assignee, unit, by, now)
+        return await self._act(application_id, command, "assigned")
 
-    async def _open(self, app: domain.Application, code: str, now: datetime) -> domain.Application:
-        if app.status is not Status.routed:
-            return app
-        source = f"opened:{app.round}:{code}"
-        opened = await self._apply(app.application_id, domain.Open(code, now), source)
-        return opened or app
+    async def ask_information(
+        self, institution_code: str, application_id: str, *, question: str, by: str, now: datetime
+    ) -> domain.Application:
+        """Ask the citizen for more information: the application waits for the reply, and the
+        citizen is told by SMS to read the question on the status page."""
+        await self._held(institution_code, application_id)
+        command = domain.AskInformation(institution_code, question, by, now)
+        return await self._act(application_id, command, "information-requested")
 
     async def submit_response(
         self,
@@ -168,16 +244,19 @@ class Tracking:
         outcome: Outcome,
         text: str,
         responded_by: str,
-    ) -> ApplicationResponse:
-        """Put the institution's answer on the responses topic; the consumer records it, so
-        answers from HTTP and from institutions' own producers take one path."""
-        app = await self.store.get(application_id)
-        if app is None or app.institution_code != institution_code:
-            raise NotFound(application_id)
+    ) -> Stage:
+        """The institution's answer. Without approval it goes on the responses topic, where the
+        consumer records it, so answers from HTTP and from institutions' own producers take one
+        path. Where approval is needed it is recorded here as a draft, never published before
+        a supervisor approves it. Returns the stage it reached (`answered` meaning "on its
+        way")."""
+        app = await self._held(institution_code, application_id)
         if app.status in (Status.answered, Status.closed):
             raise domain.AlreadyAnswered(application_id)
         if not app.assigned_to(institution_code):
             raise NotFound(application_id)
+        if app.pending_draft is not None:
+            raise domain.WrongStage(Stage.awaiting_approval, application_id)
         response = ApplicationResponse(
             application_id=application_id,
             application_number=app.application_number,
@@ -187,23 +266,199 @@ class Tracking:
             text=text,
             responded_by=responded_by,
         )
+        if self.approval.requires(app.institution_code, app.application_type):
+            command = domain.Respond(response, self.approval)
+            await self._apply(application_id, command, f"response:{response.event_id}")
+            return Stage.awaiting_approval
         await self.publisher.send(topics.RESPONSES, response, application_id)
-        return response
+        return Stage.answered
 
     async def return_application(
-        self, institution_code: str, application_id: str, *, reason: str, now: datetime
+        self,
+        institution_code: str,
+        application_id: str,
+        *,
+        reason: str,
+        now: datetime,
+        by: str | None = None,
     ) -> domain.Application:
         """Not this institution's competence: give it back to routing."""
-        app = await self.store.get(application_id)
-        if app is None or app.institution_code != institution_code:
-            raise NotFound(application_id)
+        app = await self._held(institution_code, application_id)
         source = f"returned:{app.round}:{institution_code}"
         returned = await self._apply(
-            application_id, domain.Return(institution_code, reason, now), source
+            application_id, domain.Return(institution_code, reason, now, by), source
         )
         if returned is None:
             raise NotFound(application_id)
         return returned
+
+    async def forward(
+        self,
+        institution_code: str,
+        application_id: str,
+        *,
+        target: str,
+        reason: str,
+        by: str,
+        now: datetime,
+    ) -> domain.Application:
+        """Hand the application to another institution of the province: routing sends it to
+        that institution's queue (this institution's list no longer shows it)."""
+        app = await self._held(institution_code, application_id)
+        taxonomy = self._taxonomy_of(app)
+        entry = self._institution(taxonomy, target, "institution_code")
+        if entry.code == institution_code:
+            raise InvalidTarget(
+                "institution_code", target, "Başvuru, zaten bulunduğu kuruma aktarılamaz."
+            )
+        command = domain.Forward(institution_code, entry.code, entry.name, reason, by, now)
+        source = f"forwarded:{app.round}:{institution_code}"
+        forwarded = await self._apply(application_id, command, source)
+        if forwarded is None:  # pragma: no cover - the record was read just now
+            raise NotFound(application_id)
+        return forwarded
+
+    async def split(
+        self,
+        institution_code: str,
+        application_id: str,
+        *,
+        parts: Sequence[domain.SplitPart],
+        reason: str | None,
+        by: str,
+        now: datetime,
+    ) -> domain.Application:
+        """Split an application that concerns several institutions into parts, each routed
+        and answered on its own; the parent is answered once every part is."""
+        app = await self._held(institution_code, application_id)
+        if not MIN_PARTS <= len(parts) <= MAX_PARTS:
+            raise InvalidTarget(
+                "parts", "", f"Başvuru en az {MIN_PARTS}, en çok {MAX_PARTS} bölüme ayrılabilir."
+            )
+        taxonomy = self._taxonomy_of(app)
+        for n, part in enumerate(parts, start=1):
+            self._check_part(taxonomy, n, part)
+        command = domain.Split(institution_code, tuple(parts), reason, by, now)
+        source = f"split:{app.round}:{institution_code}"
+        # Decided first without writing: a refused split leaves no parts behind.
+        planned = domain.apply(app, command, source).state
+        if planned is None:  # pragma: no cover - the record was read just now
+            raise NotFound(application_id)
+        for piece in planned.parts:
+            # Parts are stored before the parent announces them, so routing's decision for a
+            # part always finds its record; a retried split finds them there (not an error).
+            await self.store.save(Write(domain.new_part(planned, piece, now), 0))
+        split = await self._apply(application_id, command, source)
+        if split is None:  # pragma: no cover
+            raise NotFound(application_id)
+        return split
+
+    async def parts_of(self, app: domain.Application) -> list[domain.Application]:
+        """A split application's parts as they stand now, in their order."""
+        found = await self.store.get_many([p.application_id for p in app.parts])
+        return [found[p.application_id] for p in app.parts if p.application_id in found]
+
+    # --- supervisors -------------------------------------------------------------------------
+
+    async def approval_queue(self, page: InstitutionPage) -> tuple[list[domain.Application], int]:
+        """Answers that wait for approval (the page names the province, or none for all)."""
+        page = replace(page, institution_code=None, stages=frozenset({Stage.awaiting_approval}))
+        return await self.institution_applications(page)
+
+    async def under_review(self, application_id: str, province: int | None) -> domain.Application:
+        app = await self.store.get(application_id)
+        if app is None or (province is not None and app.province_code != province):
+            raise NotFound(application_id)
+        return app
+
+    async def approve(
+        self, application_id: str, *, by: str, province: int | None, now: datetime
+    ) -> domain.Application:
+        """The supervisor approves the answer: it reaches the citizen (the answer SMS)."""
+        app = await self.under_review(application_id, province)
+        source = f"approved:{len(app.drafts)}"
+        approved = await self._act(application_id, domain.Approve(by, now), source, fixed=True)
+        await self._settle_part(approved)
+        return approved
+
+    async def send_back(
+        self, application_id: str, *, by: str, note: str, province: int | None, now: datetime
+    ) -> domain.Application:
+        """The supervisor sends the answer back to the institution with a note."""
+        app = await self.under_review(application_id, province)
+        source = f"sent-back:{len(app.drafts)}"
+        return await self._act(application_id, domain.SendBack(by, note, now), source, fixed=True)
+
+    # --- the directory -----------------------------------------------------------------------
+
+    def _taxonomy_of(self, app: domain.Application) -> TaxonomyPublished:
+        taxonomy = (
+            self.directory.province(app.province_code)
+            if app.province_code is not None
+            else province_of_institution(self.directory, app.institution_code or "")
+        )
+        if taxonomy is None or not taxonomy.institutions:
+            raise DirectoryUnavailable(str(app.province_code))
+        return taxonomy
+
+    @staticmethod
+    def _institution(taxonomy: TaxonomyPublished, code: str, field: str) -> InstitutionEntry:
+        entry = institution_in(taxonomy, code.strip().upper())
+        if entry is None:
+            raise InvalidTarget(
+                field, code, f"'{code}' kodlu bir kurum {taxonomy.province} ilinde yok."
+            )
+        return entry
+
+    def _check_part(self, taxonomy: TaxonomyPublished, n: int, part: domain.SplitPart) -> None:
+        if (part.institution_code is None) == (part.category_code is None):
+            raise InvalidTarget(
+                f"parts.{n - 1}",
+                "",
+                f"{n}. bölüm için ya bir kurum ya da bir kategori seçin (ikisi birden değil).",
+            )
+        if part.institution_code is not None:
+            self._institution(taxonomy, part.institution_code, f"parts.{n - 1}.institution_code")
+        elif part.category_code is not None and category_in(taxonomy, part.category_code) is None:
+            raise InvalidTarget(
+                f"parts.{n - 1}.category_code",
+                part.category_code,
+                f"'{part.category_code}' kodlu bir kategori {taxonomy.province} ilinde yok.",
+            )
+
+    def institutions(self, province_code: int) -> TaxonomyPublished | None:
+        return self.directory.province(province_code)
+
+    # --- split applications --------------------------------------------------------------------
+
+    async def _settle_part(self, part: domain.Application) -> None:
+        """An answered part tells its parent; the parent takes its overall answer when every
+        part has one. Safe to repeat: a redelivered answer settles the part again."""
+        if part.parent_id is None or part.part_no is None or part.outcome is None:
+            return
+        if part.status not in (Status.answered, Status.closed) or part.answered_at is None:
+            return
+        command = domain.PartAnswered(
+            part.part_no, part.outcome, part.answer or "", part.answered_at, part.institution_name
+        )
+        try:
+            await self._apply(part.parent_id, command, f"part:{part.part_no}:answered")
+        except domain.Refused as exc:
+            log.error(
+                "an answered part could not be settled on its parent",
+                extra={"application_id": part.application_id, "error": str(exc)},
+            )
+
+    async def _act(
+        self, application_id: str, command: domain.Command, what: str, *, fixed: bool = False
+    ) -> domain.Application:
+        """Apply a staff member's act; `what` names the source, made unique per request unless
+        `fixed` (then a retried request is recognised as a repeat)."""
+        source = what if fixed else f"{what}:{uuid.uuid4().hex}"
+        state = await self._apply(application_id, command, source)
+        if state is None:
+            raise NotFound(application_id)
+        return state
 
     # --- citizens ----------------------------------------------------------------------------
 
@@ -220,6 +475,17 @@ class Tracking:
             await self.store.record_miss(number_key, now)
             raise NotFound(number_key)
         return app
+
+    async def provide_information(
+        self, number_key: str, phone_last4: str, reply: str, now: datetime
+    ) -> domain.Application:
+        """The citizen's reply to the institution's question (number and phone digits checked
+        as for the look-up); the application goes back to the institution."""
+        app = await self.track(number_key, phone_last4, now)
+        asked = app.open_information_request
+        number = asked.number if asked else len(app.information_requests)
+        command = domain.ProvideInformation(reply, now)
+        return await self._act(app.application_id, command, f"information:{number}", fixed=True)
 
     def phone_index(self, application_id: str, last4: str) -> str:
         # Salted with the application id: equal digits of two applicants do not look alike.
@@ -341,4 +607,17 @@ class Tracking:
                 state, self.cipher.decrypt(state.phone_enc), self.settings.public_tracking_url
             )
             out.append(Outgoing.of(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key))
+        if decision.information_sms is not None and state.phone_enc is not None:
+            asked = domain.information_sms(
+                state,
+                decision.information_sms,
+                self.cipher.decrypt(state.phone_enc),
+                self.settings.public_tracking_url,
+            )
+            out.append(Outgoing.of(topics.NOTIFICATION_REQUESTS, asked, asked.idempotency_key))
+        if decision.response:
+            # Made final here (approved, or a split's overall answer): the readers of the
+            # responses topic (intake's Open311 answer text) learn it like any other answer.
+            response = domain.published_response(state)
+            out.append(Outgoing.of(topics.RESPONSES, response, state.application_id))
         return out

@@ -59,11 +59,16 @@ def register(
         broker, topics.DEADLINES, DeadlineEvent, "One business day left (warning), or missed."
     )
     messaging.declare_publisher(
-        broker, topics.RESPONSES, ApplicationResponse, "Answers given on tracking's HTTP API."
+        broker,
+        topics.RESPONSES,
+        ApplicationResponse,
+        "Answers given on tracking's HTTP API; answers a supervisor approved (`approved_by`); "
+        "a split application's overall answer.",
     )
     messaging.declare_publisher(
         broker,
         topics.NOTIFICATION_REQUESTS,
         NotificationRequest,
-        "The answer SMS to the citizen (key `<application_id>:answered:sms`).",
+        "The answer SMS to the citizen (key `<application_id>:answered:sms`), and the SMS that "
+        "a question waits for them (`<application_id>:information:<n>:sms`).",
     )

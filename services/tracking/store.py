@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -28,7 +29,14 @@ from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Database, Document
 from services.common.outbox import Delivery, Outbox, Pending
 from services.common.pii import PiiCipher
-from services.tracking.domain import Application, TimelineEntry
+from services.tracking.domain import (
+    Application,
+    DraftAnswer,
+    InformationRequest,
+    Part,
+    TimelineEntry,
+)
+from services.tracking.workflow import Stage, Step, search_key
 
 # How long a failed look-up counts against an application number.
 MISS_WINDOW = timedelta(minutes=15)
@@ -41,11 +49,15 @@ _ENUMS: dict[str, type[StrEnum]] = {
     "priority": Priority,
 }
 _RENAMED = {"application_id": "_id", "application_number": "number"}
+# Written as lists of sub-documents, each whole (see the module's note on datetimes).
+_STRUCTURED = ("timeline", "information_requests", "drafts", "parts")
 _SCALARS = [
     f.name
     for f in fields(Application)
-    if f.name not in ("timeline", "outbox", "version", *_RENAMED)
+    if f.name not in (*_STRUCTURED, "outbox", "version", *_RENAMED)
 ]
+# Backfilled at start in records written before a derived field existed, this many at a time.
+_BACKFILL_BATCH = 500
 
 DueField = Literal["miss_due_at", "warn_due_at"]
 
@@ -75,9 +87,18 @@ def to_doc(state: Application, version: int) -> dict[str, Any]:
             "institution_code": e.institution_code,
             "reason": e.reason,
             "announced": e.announced,
+            "step": e.step.value if e.step else None,
+            "actor": e.actor,
+            "detail": e.detail,
         }
         for e in state.timeline
     ]
+    doc["information_requests"] = [asdict(r) for r in state.information_requests]
+    doc["drafts"] = [{**asdict(d), "outcome": d.outcome.value} for d in state.drafts]
+    doc["parts"] = [
+        {**asdict(p), "outcome": p.outcome.value if p.outcome else None} for p in state.parts
+    ]
+    doc.update(derived(state))
     # Derived, indexed for the deadline watcher; a write always releases the watcher's lease.
     # The institution's list: escorted applicants first (1), then the rest (0).
     doc["priority_first"] = 1 if state.priority else 0
@@ -110,10 +131,31 @@ def from_doc(doc: dict[str, Any]) -> Application:
             institution_code=e.get("institution_code"),
             reason=e.get("reason"),
             announced=e.get("announced", True),
+            step=Step(e["step"]) if e.get("step") else None,
+            actor=e.get("actor"),
+            detail=e.get("detail"),
         )
         for e in doc.get("timeline", ())
     )
+    values["information_requests"] = tuple(
+        InformationRequest(**r) for r in doc.get("information_requests") or ()
+    )
+    values["drafts"] = tuple(
+        DraftAnswer(**{**d, "outcome": Outcome(d["outcome"])}) for d in doc.get("drafts") or ()
+    )
+    values["parts"] = tuple(
+        Part(**{**p, "outcome": Outcome(p["outcome"]) if p.get("outcome") else None})
+        for p in doc.get("parts") or ()
+    )
     return Application(**values)
+
+
+def derived(state: Application) -> dict[str, Any]:
+    """Fields kept beside the record for the inbox's filters and search."""
+    return {
+        "stage": state.stage.value,
+        "search_key": search_key(f"{state.application_number} {state.subject or ''}"),
+    }
 
 
 def encode_cursor(state: Application) -> str:
@@ -135,13 +177,49 @@ def decode_cursor(cursor: str) -> tuple[int, datetime | None, str]:
 
 @dataclass(frozen=True)
 class InstitutionPage:
-    """One page of an institution's list: its filters, its size and where it starts."""
+    """One page of an institution's list (or, with no institution, of a province's approval
+    queue): its filters, its size and where it starts."""
 
-    institution_code: str
+    institution_code: str | None
     status: Status | None = None
     overdue: bool | None = None
     limit: int = 50
     cursor: str | None = None
+    stages: frozenset[Stage] = frozenset()
+    district: str | None = None
+    application_type: ApplicationType | None = None
+    # True: only escorted applicants (şehit yakını, gazi, engelli, yaşlı); False: only others.
+    priority: bool | None = None
+    # Words of the subject or the number (compared as `workflow.search_key` folds them).
+    text: str | None = None
+    province_code: int | None = None
+
+    def query(self) -> dict[str, Any]:
+        """The page's filters as a MongoDB query (without the cursor)."""
+        query: dict[str, Any] = {}
+        if self.institution_code is not None:
+            query["institution_code"] = self.institution_code
+        if self.province_code is not None:
+            query["province_code"] = self.province_code
+        if self.status is not None:
+            query["status"] = self.status.value
+        if len(self.stages) == 1:
+            query["stage"] = next(iter(self.stages)).value
+        elif self.stages:
+            query["stage"] = {"$in": sorted(s.value for s in self.stages)}
+        if self.overdue is not None:
+            query["overdue"] = self.overdue
+        if self.district:
+            query["district"] = self.district
+        if self.application_type is not None:
+            query["application_type"] = self.application_type.value
+        if self.priority is not None:
+            query["priority_first"] = 1 if self.priority else 0
+        words = search_key(self.text or "").split()
+        if words:
+            # Every word, anywhere in the subject or the number.
+            query["$and"] = [{"search_key": {"$regex": re.escape(w)}} for w in words[:8]]
+        return query
 
 
 @dataclass(frozen=True)
@@ -173,6 +251,7 @@ class TrackingStore(Protocol):
     async def save(self, write: Write) -> tuple[bool, Pending | None]: ...
     async def save_many(self, writes: Sequence[Write]) -> Saved: ...
     async def list_for_institution(self, page: InstitutionPage) -> list[Application]: ...
+    async def count_for_institution(self, page: InstitutionPage) -> int: ...
     async def claim_due(
         self, due: DueField, now: datetime, lease_seconds: float
     ) -> Application | None: ...
@@ -203,10 +282,23 @@ class ApplicationStore:
         await self.apps.update_many(
             {"priority_first": {"$exists": False}}, {"$set": {"priority_first": 0}}
         )
+        await self.apps.create_index([("stage", ASCENDING), ("province_code", ASCENDING)])
+        await self._backfill_derived()
         await self.apps.create_index("miss_due_at")
         await self.apps.create_index("warn_due_at")
         await self.misses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))
         await self.misses.create_index([("number_key", ASCENDING), ("at", ASCENDING)])
+
+    async def _backfill_derived(self) -> None:
+        """Records written before the inbox's derived fields existed get them (their state is
+        unchanged, so the version stays)."""
+        while True:
+            found = self.apps.find({"stage": {"$exists": False}}).limit(_BACKFILL_BATCH)
+            docs = [doc async for doc in found]
+            for doc in docs:
+                await self.apps.update_one({"_id": doc["_id"]}, {"$set": derived(from_doc(doc))})
+            if len(docs) < _BACKFILL_BATCH:
+                return
 
     async def get(self, application_id: str) -> Application | None:
         doc = await self.apps.find_one({"_id": application_id})
@@ -274,11 +366,7 @@ class ApplicationStore:
 
     async def list_for_institution(self, page: InstitutionPage) -> list[Application]:
         """That institution's applications: escorted applicants first, then nearest deadline."""
-        query: dict[str, Any] = {"institution_code": page.institution_code}
-        if page.status is not None:
-            query["status"] = page.status.value
-        if page.overdue is not None:
-            query["overdue"] = page.overdue
+        query = page.query()
         if page.cursor:
             first, deadline, after_id = decode_cursor(page.cursor)
             query = {
@@ -300,6 +388,10 @@ class ApplicationStore:
         order = [("priority_first", DESCENDING), ("deadline_at", ASCENDING), ("_id", ASCENDING)]
         found = self.apps.find(query).sort(order)
         return [from_doc(doc) async for doc in found.limit(page.limit)]
+
+    async def count_for_institution(self, page: InstitutionPage) -> int:
+        """How many applications the page's filters match, on every page together."""
+        return await self.apps.count_documents(page.query())
 
     async def claim_due(
         self, due: DueField, now: datetime, lease_seconds: float

@@ -104,11 +104,11 @@ async def answered(live: LiveStack) -> Answered:
         )
         code = routed["institution_code"]
 
-        # The institution opens it (tracking marks it opened) and answers.
+        # The institution opens it (an explicit act: reading it opens nothing) and answers.
         mine = tracking.token(Role.institution, code)
         detail_url = f"{tracking.url}/api/v1/institutions/{code}/applications/{app_id}"
         await poll(
-            lambda: http.get(detail_url, headers=mine),
+            lambda: http.post(f"{detail_url}/open", headers=mine),
             lambda r: r.status_code == 200 and r.json()["status"] == "opened",
         )
         reply = await http.post(

@@ -38,7 +38,10 @@ SOURCES = [topics.RECEIVED, topics.STATUS]
 @pytest.fixture(scope="module")
 async def service(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     group = await fresh_consumer_group(settings.kafka_bootstrap, "routing", SOURCES)
-    app = build_app(settings, consumer_group=group)
+    # These tests are about the officers' queue, so clear texts without a category must wait:
+    # automatic routing is off here (tests/integration/test_routing_auto.py tests it).
+    manual = settings.model_copy(update={"auto_route_threshold": 1.0})
+    app = build_app(manual, consumer_group=group)
     # Everything this instance stores is removed at the end: nx-27017 in single-file mode shares
     # one `routing_applications` table between all database names, hence between test runs, and
     # on a shared broker the instance also queues whatever others publish meanwhile.

@@ -161,7 +161,7 @@ def status_event(case: Case, status: str) -> Callable[[dict], bool]:
     )
 
 
-async def test_the_institution_sees_its_application_and_opening_it_is_announced(service):
+async def test_the_institution_sees_its_application_and_opening_it_is_an_announced_act(service):
     case = new_case()
     await registered(service, case)
     mine = service.token(Role.institution, case.institution)
@@ -176,10 +176,17 @@ async def test_the_institution_sees_its_application_and_opening_it_is_announced(
 
     item = await eventually(listed)
     assert item["application_number"] == case.number
-    assert item["status"] == "opened"
+    # Reading the list changes nothing: opening is an act of its own.
+    assert item["status"] == "routed" and item["stage"] == "new"
     assert item["category_code"] == "YOL-KALDIRIM" and item["district"] == "Merkezefendi"
     assert item["subject"] == "Kaldırım bozuk" and item["overdue"] is False
     assert FIRST_NAME not in json.dumps(item) and case.phone[-7:] not in json.dumps(item)
+    again = await service.http.get(url, headers=mine)
+    assert [i["status"] for i in again.json()["items"]] == ["routed"]
+
+    opening = await service.http.post(f"{url}/{case.application_id}/open", headers=mine)
+    assert opening.status_code == 200, opening.text
+    assert opening.json()["status"] == "opened"
     opened = await consume_until(
         service.settings.kafka_bootstrap, topics.STATUS, status_event(case, "opened"), timeout=WAIT
     )
@@ -198,6 +205,7 @@ async def test_the_institution_sees_its_application_and_opening_it_is_announced(
     detail = await service.http.get(f"{url}/{case.application_id}", headers=mine)
     assert detail.status_code == 200
     assert [t["status"] for t in detail.json()["timeline"]] == ["received", "routed", "opened"]
+    assert detail.json()["opened_by"] == "test-institution"
 
 
 async def test_an_answer_goes_through_the_topic_the_sms_is_requested_and_the_result_closes_it(

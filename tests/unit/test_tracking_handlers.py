@@ -94,15 +94,23 @@ class FakeStore:
                 return app
         return None
 
-    async def list_for_institution(self, page: InstitutionPage) -> list[domain.Application]:
-        found = [
+    def _matching(self, page: InstitutionPage) -> list[domain.Application]:
+        return [
             app
             for app in self.apps.values()
-            if app.institution_code == page.institution_code
+            if page.institution_code in (None, app.institution_code)
             and page.status in (None, app.status)
             and page.overdue in (None, app.overdue)
+            and (not page.stages or app.stage in page.stages)
+            and page.province_code in (None, app.province_code)
         ]
+
+    async def list_for_institution(self, page: InstitutionPage) -> list[domain.Application]:
+        found = self._matching(page)
         return sorted(found, key=lambda app: app.application_number)[: page.limit]
+
+    async def count_for_institution(self, page: InstitutionPage) -> int:
+        return len(self._matching(page))
 
     async def recent_misses(self, number_key: str, now: datetime) -> int:
         return sum(1 for k, at in self.misses if k == number_key and at > now - MISS_WINDOW)

@@ -1,0 +1,801 @@
+"""Tracking's HTTP API for institutions and Açık Kapı supervisors: an institution's list with
+its filters, one application, and each act of the workflow (open, assign, ask the citizen,
+answer, return, forward, split); the supervisors' approval queue; the session and directory
+the inbox page (`/kurum`) reads. Thin: the rules are in workflow.py and domain.py."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+
+from services.common.auth import Principal, Role
+from services.common.auth import forbidden as forbidden_error
+from services.common.errors import field_error
+from services.common.events import ApplicationType, Outcome, Priority, Status
+from services.tracking import domain
+from services.tracking.api import PrincipalDep, TimelineItem, TrackingDep, now, step_label
+from services.tracking.handlers import (
+    DirectoryUnavailable,
+    InvalidTarget,
+    NotFound,
+)
+from services.tracking.store import InstitutionPage, InvalidCursor, encode_cursor
+from services.tracking.workflow import (
+    ACTIVE_STAGES,
+    STAGE_LABELS,
+    Action,
+    Stage,
+    available_actions,
+    may,
+)
+
+router = APIRouter()
+Handler = Callable[..., Awaitable[Any]]
+
+NOT_HELD_MESSAGE = "Bu kuruma atanmış böyle bir başvuru yok."
+_CONFLICTS: dict[Stage, tuple[str, str]] = {
+    Stage.awaiting_approval: (
+        "awaiting_approval",
+        "Bu başvurunun cevabı onay bekliyor; onaylanana ya da geri gönderilene kadar bu işlem "
+        "yapılamaz.",
+    ),
+    Stage.waiting_for_citizen: (
+        "waiting_for_citizen",
+        "Vatandaştan istenen bilgi henüz gelmedi; yeni bir soru için önce cevabını bekleyin.",
+    ),
+}
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=1000)]
+Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=1000)]
+AnswerText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=10, max_length=5000)
+]
+PartNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+
+
+# --- who may do what -------------------------------------------------------------------------
+
+
+def _authorize(principal: Principal, action: Action, code: str) -> None:
+    if may(principal.role, action, own_institution=principal.institution, institution_code=code):
+        return
+    if action is not Action.view and principal.role in (Role.supervisor, Role.officer):
+        raise forbidden_error("Bu işlemi yalnızca ilgili kurum yapabilir.")
+    raise forbidden_error("Bu kurumun başvurularını görme yetkiniz yok.")
+
+
+def _supervisor(principal: Principal) -> int | None:
+    """The province whose answers the principal reviews (None: every province)."""
+    if not may(principal.role, Action.approve):
+        raise forbidden_error("Cevapları yalnızca Açık Kapı denetçileri onaylayabilir.")
+    return principal.province if principal.role is Role.supervisor else None
+
+
+def _not_held() -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        detail=[field_error("application_id", "not_found", NOT_HELD_MESSAGE)],
+    )
+
+
+def _refused(exc: Exception) -> HTTPException:
+    """The HTTP answer for a use case's refusal (Turkish, in the service's error shape)."""
+    if isinstance(exc, NotFound | domain.NotAssigned | domain.NotAssignedYet):
+        return _not_held()
+    if isinstance(exc, InvalidTarget):
+        return HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[field_error(exc.field, "unknown_target", exc.message)],
+        )
+    if isinstance(exc, DirectoryUnavailable):
+        return HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=[
+                field_error(
+                    None,
+                    "directory_unavailable",
+                    "İlin kurum listesi henüz yüklenmedi; lütfen biraz sonra yeniden deneyin.",
+                )
+            ],
+            headers={"Retry-After": "5"},
+        )
+    conflicts: list[tuple[type[Exception], str, str]] = [
+        (domain.AlreadyAnswered, "already_answered", "Bu başvuru zaten cevaplanmış."),
+        (domain.NothingToReview, "nothing_to_review", "Bu başvuruda onay bekleyen cevap yok."),
+        (
+            domain.NotForParts,
+            "not_for_parts",
+            "Bir başvurunun bölümü üzerinden vatandaştan bilgi istenemez; vatandaş başvurunun "
+            "tamamını izler.",
+        ),
+        (
+            domain.NotSplittable,
+            "not_splittable",
+            "Bir başvurunun bölümü yeniden bölünemez; başvuru bulunduğu kuruma da aktarılamaz.",
+        ),
+    ]
+    if isinstance(exc, domain.WrongStage):
+        code, message = _CONFLICTS.get(
+            exc.stage, ("wrong_stage", "Başvurunun şu anki aşaması bu işleme izin vermiyor.")
+        )
+        return HTTPException(status.HTTP_409_CONFLICT, detail=[field_error(None, code, message)])
+    for kind, code, message in conflicts:
+        if isinstance(exc, kind):
+            return HTTPException(
+                status.HTTP_409_CONFLICT, detail=[field_error(None, code, message)]
+            )
+    raise exc
+
+
+REFUSALS = (NotFound, domain.Refused, InvalidTarget, DirectoryUnavailable)
+
+
+async def _acting(
+    principal: Principal,
+    action: Action,
+    code: str,
+    act: Callable[[], Awaitable[domain.Application]],
+) -> Acted:
+    """An institution's act: allowed for this principal, done, answered with where the
+    application stands now (or the refusal, in the service's error shape)."""
+    _authorize(principal, action, code)
+    try:
+        return _acted(await act())
+    except REFUSALS as exc:
+        raise _refused(exc) from None
+
+
+# --- what an institution reads ---------------------------------------------------------------
+
+
+class InstitutionApplication(BaseModel):
+    application_id: str
+    application_number: str
+    application_type: ApplicationType | None
+    category_code: str | None
+    subject: str | None
+    district: str | None
+    priority: Priority | None  # an escorted applicant: listed first
+    status: Status
+    stage: Stage
+    stage_label: str
+    received_at: datetime | None
+    deadline_at: datetime | None
+    overdue: bool
+    assignee: str | None
+    unit: str | None
+    # Set on a part of a split application: its parent.
+    parent_id: str | None
+
+
+class InstitutionApplicationList(BaseModel):
+    items: list[InstitutionApplication]
+    total: int
+    next_cursor: str | None
+
+
+class StaffTimelineItem(TimelineItem):
+    label: str
+    actor: str | None = None
+    reason: str | None = None
+
+
+class InformationRequestView(BaseModel):
+    number: int
+    question: str
+    asked_at: datetime
+    asked_by: str | None
+    reply: str | None
+    replied_at: datetime | None
+    closed_at: datetime | None
+
+
+class DraftView(BaseModel):
+    outcome: Outcome
+    text: str
+    institution_code: str
+    submitted_by: str | None
+    submitted_at: datetime
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    approved: bool
+    note: str | None
+
+
+class PartView(BaseModel):
+    part_no: int
+    application_id: str
+    application_number: str
+    note: str
+    institution_code: str | None
+    category_code: str | None
+    outcome: Outcome | None
+    answered_at: datetime | None
+
+
+class InstitutionApplicationDetail(InstitutionApplication):
+    channel: str | None
+    text: str | None
+    institution_code: str | None
+    institution_name: str | None
+    outcome: Outcome | None
+    answer: str | None
+    answered_at: datetime | None
+    opened_by: str | None
+    opened_at: datetime | None
+    part_note: str | None
+    forwarded_to: str | None
+    information_requests: list[InformationRequestView]
+    # The answer under review, and the ones reviewed before (with a supervisor's notes).
+    drafts: list[DraftView]
+    parts: list[PartView]
+    # What the institution may do now (the inbox shows only these).
+    actions: list[Action]
+    timeline: list[StaffTimelineItem]
+
+
+def _item(app: domain.Application) -> InstitutionApplication:
+    return InstitutionApplication.model_validate(
+        {
+            **{f: getattr(app, f) for f in InstitutionApplication.model_fields if hasattr(app, f)},
+            "stage": app.stage,
+            "stage_label": STAGE_LABELS[app.stage],
+        }
+    )
+
+
+def _detail(app: domain.Application) -> InstitutionApplicationDetail:
+    fields = InstitutionApplicationDetail.model_fields
+    plain = {
+        f: getattr(app, f)
+        for f in fields
+        if hasattr(app, f) and f not in ("information_requests", "drafts", "parts", "timeline")
+    }
+    return InstitutionApplicationDetail.model_validate(
+        {
+            **plain,
+            "stage": app.stage,
+            "stage_label": STAGE_LABELS[app.stage],
+            "channel": app.channel.value if app.channel else None,
+            "information_requests": [
+                InformationRequestView.model_validate(r, from_attributes=True)
+                for r in app.information_requests
+            ],
+            "drafts": [DraftView.model_validate(d, from_attributes=True) for d in app.drafts],
+            "parts": [PartView.model_validate(p, from_attributes=True) for p in app.parts],
+            "actions": sorted(available_actions(app.stage, is_part=app.parent_id is not None)),
+            "timeline": [
+                StaffTimelineItem(
+                    status=e.status,
+                    at=e.at,
+                    step=e.step,
+                    detail=e.detail,
+                    label=step_label(e),
+                    actor=e.actor,
+                    reason=e.reason,
+                )
+                for e in app.timeline
+            ],
+        }
+    )
+
+
+@router.get(
+    "/api/v1/institutions/{code}/applications",
+    response_model=InstitutionApplicationList,
+    tags=["kurum"],
+    summary="Kuruma atanmış başvurular: süzgeçlerle; öncelikli başvuru sahipleri, sonra en "
+    "yakın süre önce. Listelemek başvuruyu açmaz.",
+)
+async def institution_applications(
+    code: str,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+    status_filter: Annotated[Status | None, Query(alias="status")] = None,
+    stage: Annotated[list[Stage] | None, Query(description="Aşama (birden çok olabilir)")] = None,
+    active: Annotated[
+        bool | None, Query(description="Yalnızca kurumun elindekiler (yeni … onay bekliyor)")
+    ] = None,
+    district: Annotated[str | None, Query(max_length=80)] = None,
+    application_type: Annotated[ApplicationType | None, Query(alias="type")] = None,
+    overdue: bool | None = None,
+    priority: Annotated[bool | None, Query(description="Öncelikli başvuru sahipleri")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Konu veya numarada ara")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> InstitutionApplicationList:
+    _authorize(principal, Action.view, code)
+    stages = frozenset(stage or ())
+    if active:
+        stages = stages & ACTIVE_STAGES if stages else ACTIVE_STAGES
+    page = InstitutionPage(
+        code,
+        status_filter,
+        overdue,
+        limit,
+        cursor,
+        stages=stages,
+        district=district or None,
+        application_type=application_type,
+        priority=priority,
+        text=q,
+    )
+    try:
+        apps, total = await tracking.institution_applications(page)
+    except InvalidCursor:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[field_error("cursor", "invalid_cursor", "Sayfa imleci geçersiz.")],
+        ) from None
+    next_cursor = encode_cursor(apps[-1]) if len(apps) == limit else None
+    return InstitutionApplicationList(
+        items=[_item(a) for a in apps], total=total, next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/api/v1/institutions/{code}/applications/{application_id}",
+    response_model=InstitutionApplicationDetail,
+    tags=["kurum"],
+    summary="Kuruma atanmış bir başvuru (okumak başvuruyu açmaz)",
+)
+async def institution_application(
+    code: str, application_id: str, principal: PrincipalDep, tracking: TrackingDep
+) -> InstitutionApplicationDetail:
+    _authorize(principal, Action.view, code)
+    try:
+        app = await tracking.institution_application(code, application_id)
+    except NotFound:
+        raise _not_held() from None
+    return _detail(app)
+
+
+# --- the institution's acts ------------------------------------------------------------------
+
+
+class Acted(BaseModel):
+    """What an act left: the application's status and stage now."""
+
+    application_id: str
+    status: Status
+    stage: Stage
+    stage_label: str
+
+
+def _acted(app: domain.Application) -> Acted:
+    return Acted(
+        application_id=app.application_id,
+        status=app.status,
+        stage=app.stage,
+        stage_label=STAGE_LABELS[app.stage],
+    )
+
+
+def _act_route(path: str, summary: str) -> Callable[[Handler], Handler]:
+    """An institution's act: its path under the application, and what it answers."""
+    return router.post(
+        f"/api/v1/institutions/{{code}}/applications/{{application_id}}/{path}",
+        summary=summary,
+        tags=["kurum"],
+        response_model=Acted,
+        responses={403: {}, 404: {}, 409: {}},
+    )
+
+
+@_act_route(
+    "open",
+    "Başvuruyu aç (inceleniyor; kimin açtığı kaydedilir)",
+)
+async def open_application(
+    code: str, application_id: str, principal: PrincipalDep, tracking: TrackingDep
+) -> Acted:
+    return await _acting(
+        principal,
+        Action.open,
+        code,
+        lambda: tracking.open_application(code, application_id, by=principal.subject, now=now()),
+    )
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: Name | None = None
+    unit: Name | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> AssignIn:
+        if self.assignee is None and self.unit is None:
+            raise ValueError("Bir personel ya da bir birim belirtin.")
+        return self
+
+
+@_act_route(
+    "assign",
+    "Başvuruyu bir personele ya da alt birime havale et",
+)
+async def assign(
+    code: str, application_id: str, body: AssignIn, principal: PrincipalDep, tracking: TrackingDep
+) -> Acted:
+    return await _acting(
+        principal,
+        Action.assign,
+        code,
+        lambda: tracking.assign(
+            code,
+            application_id,
+            assignee=body.assignee,
+            unit=body.unit,
+            by=principal.subject,
+            now=now(),
+        ),
+    )
+
+
+class InformationRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Question
+
+
+@_act_route(
+    "information-request",
+    "Vatandaştan ek bilgi iste (vatandaşa SMS gider; cevabı gelene kadar bekler)",
+)
+async def ask_information(
+    code: str,
+    application_id: str,
+    body: InformationRequestIn,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+) -> Acted:
+    return await _acting(
+        principal,
+        Action.ask_information,
+        code,
+        lambda: tracking.ask_information(
+            code, application_id, question=body.question, by=principal.subject, now=now()
+        ),
+    )
+
+
+class ResponseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    text: AnswerText
+
+
+class ResponseAccepted(BaseModel):
+    application_id: str
+    # "answer_received": on its way to the citizen; "awaiting_approval": a supervisor decides.
+    status: str = "answer_received"
+
+
+@router.post(
+    "/api/v1/institutions/{code}/applications/{application_id}/response",
+    response_model=ResponseAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["kurum"],
+    summary="Kurumun cevabı (ilin istediği yerde önce Açık Kapı denetçisinin onayına gider)",
+)
+async def respond(
+    code: str,
+    application_id: str,
+    body: ResponseIn,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+) -> ResponseAccepted:
+    _authorize(principal, Action.answer, code)
+    try:
+        reached = await tracking.submit_response(
+            code,
+            application_id,
+            outcome=body.outcome,
+            text=body.text,
+            responded_by=principal.subject,
+        )
+    except REFUSALS as exc:
+        raise _refused(exc) from None
+    if reached is Stage.awaiting_approval:
+        return ResponseAccepted(application_id=application_id, status="awaiting_approval")
+    return ResponseAccepted(application_id=application_id)
+
+
+class ReturnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+
+
+@_act_route(
+    "return",
+    "Görev alanı dışında: başvuruyu yönlendirmeye iade et (bu kurum bir daha önerilmez)",
+)
+async def return_application(
+    code: str,
+    application_id: str,
+    body: ReturnIn,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+) -> Acted:
+    try:
+        return await _acting(
+            principal,
+            Action.return_,
+            code,
+            lambda: tracking.return_application(
+                code, application_id, reason=body.reason, now=now(), by=principal.subject
+            ),
+        )
+    except HTTPException as refused:
+        said: list[dict[str, Any]] = refused.detail if isinstance(refused.detail, list) else []
+        if not said or said[0].get("code") != "already_answered":
+            raise
+        # Said for what was asked: an answered application is not returned.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=[
+                field_error(None, "already_answered", "Cevaplanmış bir başvuru iade edilemez.")
+            ],
+        ) from None
+
+
+class ForwardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64)
+    ]
+    reason: Reason
+
+
+@_act_route(
+    "forward",
+    "Başvuruyu ilin başka bir kurumuna aktar (gerekçesiyle)",
+)
+async def forward(
+    code: str,
+    application_id: str,
+    body: ForwardIn,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+) -> Acted:
+    return await _acting(
+        principal,
+        Action.forward,
+        code,
+        lambda: tracking.forward(
+            code,
+            application_id,
+            target=body.institution_code,
+            reason=body.reason,
+            by=principal.subject,
+            now=now(),
+        ),
+    )
+
+
+class PartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution_code: Code | None = None
+    category_code: Code | None = None
+    note: PartNote
+
+
+class SplitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[PartIn]
+    reason: Reason | None = None
+
+
+@_act_route(
+    "split",
+    "Birden çok kurumu ilgilendiren başvuruyu bölümlere ayır: her bölüm kendi kurumuna "
+    "gider ve ayrı cevaplanır; hepsi cevaplanınca başvurunun genel sonucu çıkar",
+)
+async def split(
+    code: str,
+    application_id: str,
+    body: SplitIn,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+) -> Acted:
+    parts = [
+        domain.SplitPart(
+            note=p.note,
+            institution_code=(p.institution_code or "").upper() or None,
+            category_code=(p.category_code or "").upper() or None,
+        )
+        for p in body.parts
+    ]
+    return await _acting(
+        principal,
+        Action.split_up,
+        code,
+        lambda: tracking.split(
+            code, application_id, parts=parts, reason=body.reason, by=principal.subject, now=now()
+        ),
+    )
+
+
+# --- supervisors: answers awaiting approval --------------------------------------------------
+
+
+class ApprovalItem(InstitutionApplication):
+    institution_code: str | None
+    institution_name: str | None
+    draft: DraftView
+
+
+class ApprovalQueue(BaseModel):
+    items: list[ApprovalItem]
+    total: int
+    next_cursor: str | None
+
+
+@router.get(
+    "/api/v1/approvals",
+    response_model=ApprovalQueue,
+    tags=["denetçi"],
+    summary="Onay bekleyen cevaplar (denetçinin ili; öncelikli başvuru sahipleri, sonra en "
+    "yakın süre önce)",
+)
+async def approval_queue(
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ApprovalQueue:
+    province = _supervisor(principal)
+    page = InstitutionPage(None, limit=limit, cursor=cursor, province_code=province)
+    try:
+        apps, total = await tracking.approval_queue(page)
+    except InvalidCursor:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[field_error("cursor", "invalid_cursor", "Sayfa imleci geçersiz.")],
+        ) from None
+    items = [
+        ApprovalItem(
+            **_item(app).model_dump(),
+            institution_code=app.institution_code,
+            institution_name=app.institution_name,
+            draft=DraftView.model_validate(app.pending_draft, from_attributes=True),
+        )
+        for app in apps
+        if app.pending_draft is not None
+    ]
+    next_cursor = encode_cursor(apps[-1]) if len(apps) == limit else None
+    return ApprovalQueue(items=items, total=total, next_cursor=next_cursor)
+
+
+@router.post(
+    "/api/v1/approvals/{application_id}/approve",
+    tags=["denetçi"],
+    summary="Cevabı onayla: vatandaşa ulaşır (cevap SMS'i)",
+    response_model=Acted,
+    responses={403: {}, 404: {}, 409: {}},
+)
+async def approve(application_id: str, principal: PrincipalDep, tracking: TrackingDep) -> Acted:
+    province = _supervisor(principal)
+    try:
+        app = await tracking.approve(
+            application_id, by=principal.subject, province=province, now=now()
+        )
+    except REFUSALS as exc:
+        raise _refused(exc) from None
+    return _acted(app)
+
+
+class SendBackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Reason
+
+
+@router.post(
+    "/api/v1/approvals/{application_id}/send-back",
+    tags=["denetçi"],
+    summary="Cevabı notla kuruma geri gönder (kurum düzeltip yeniden cevaplar)",
+    response_model=Acted,
+    responses={403: {}, 404: {}, 409: {}},
+)
+async def send_back(
+    application_id: str, body: SendBackIn, principal: PrincipalDep, tracking: TrackingDep
+) -> Acted:
+    province = _supervisor(principal)
+    try:
+        app = await tracking.send_back(
+            application_id, by=principal.subject, note=body.note, province=province, now=now()
+        )
+    except REFUSALS as exc:
+        raise _refused(exc) from None
+    return _acted(app)
+
+
+# --- what the inbox page needs ---------------------------------------------------------------
+
+
+class Session(BaseModel):
+    subject: str
+    role: Role
+    institution_code: str | None
+    province_code: int | None
+
+
+@router.get(
+    "/api/v1/session",
+    response_model=Session,
+    tags=["sayfalar"],
+    summary="Oturum anahtarını denetle (kurum gelen kutusu)",
+)
+async def session(principal: PrincipalDep) -> Session:
+    """Who the pasted token says the user is, so the inbox refuses a bad one at once."""
+    if principal.role is Role.officer:
+        raise forbidden_error("Gelen kutusu kurum personeli ve Açık Kapı denetçileri içindir.")
+    return Session(
+        subject=principal.subject,
+        role=principal.role,
+        institution_code=principal.institution,
+        province_code=principal.province,
+    )
+
+
+class DirectoryInstitution(BaseModel):
+    code: str
+    name: str
+    kind: str
+    district: str | None
+
+
+class DirectoryCategory(BaseModel):
+    code: str
+    name: str
+    heading: str
+
+
+class DirectoryView(BaseModel):
+    province_code: int
+    province: str
+    districts: list[str]
+    institutions: list[DirectoryInstitution]
+    categories: list[DirectoryCategory]
+
+
+@router.get(
+    "/api/v1/directory/{province_code}",
+    response_model=DirectoryView,
+    tags=["kurum"],
+    summary="İlin ilçeleri, kurumları ve kategorileri (aktarma ve bölme için)",
+)
+async def directory(
+    province_code: int, principal: PrincipalDep, tracking: TrackingDep
+) -> DirectoryView:
+    if principal.role is Role.officer:
+        raise forbidden_error()
+    taxonomy = tracking.institutions(province_code)
+    if taxonomy is None:
+        raise _refused(DirectoryUnavailable(str(province_code)))
+    return DirectoryView(
+        province_code=taxonomy.province_code,
+        province=taxonomy.province,
+        districts=taxonomy.districts,
+        institutions=[
+            DirectoryInstitution.model_validate(i, from_attributes=True)
+            for i in sorted(taxonomy.institutions, key=lambda i: i.name)
+        ],
+        categories=[
+            DirectoryCategory(code=c.code, name=c.name, heading=h.name)
+            for h in taxonomy.headings
+            for c in h.categories
+        ],
+    )
