@@ -27,7 +27,7 @@ MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
 	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py tests/browser/conftest.py
 
-.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing
+.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ fmt: ## format and auto-fix the Python code
 bench: ## measure the pipeline against the running stack (`make run BENCH=1` first)
 	@[[ -f bench/pipeline.py ]] || { echo "bench/pipeline.py does not exist yet" >&2; exit 1; }
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/pipeline.py
+
+bench-officer: ## time from an officer's route action to the institution's topic (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/officer_route.py
 
 bench-cost: ## CPU and Kafka messages one application costs the running stack (`make run` first)
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/cost_per_application.py
