@@ -172,9 +172,9 @@ async def test_an_institution_works_its_inbox_by_keyboard(
     await page.get_by_label("Cevap metni").fill("Arıza giderildi; su 14.00'te verildi.")
     await page.get_by_role("button", name="Cevabı gönder").click()
     await expect(page.locator("#durum")).to_contain_text("Cevabınız alındı")
-    await poll(
-        lambda: _status(tracking, DESKI, cases["answer"], "answered"),
-    )
+    # Answered, and closed as soon as the answer SMS went out (when notification runs in
+    # this ring, that is within milliseconds): either shows that tracking took the answer.
+    await poll(lambda: _status(tracking, DESKI, cases["answer"], "answered", "closed"))
 
     # Forward another to the municipality: it leaves DESKİ's list.
     await page.get_by_role("button", name="Listeye dön").click()
@@ -211,6 +211,6 @@ async def test_an_institution_works_its_inbox_by_keyboard(
     await expect(rows.filter(has_text=_subject_end(cases, cases["return"]))).to_have_count(0)
 
 
-async def _status(tracking: LiveService, code: str, application_id: str, status: str) -> bool:
+async def _status(tracking: LiveService, code: str, application_id: str, *statuses: str) -> bool:
     found = await detail(tracking, code, application_id)
-    return found.status_code == 200 and found.json()["status"] == status
+    return found.status_code == 200 and found.json()["status"] in statuses
