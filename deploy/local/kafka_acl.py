@@ -94,8 +94,9 @@ SERVICES: dict[str, Rights] = {
     ),
     "routing": Rights(
         consumes=(topics.RECEIVED, topics.STATUS),
-        # Its own announcements: which taxonomy version each province is on (taxonomy_store.py).
-        follows=(topics.TAXONOMY,),
+        # Its own announcements: which taxonomy version each province is on (taxonomy_store.py);
+        # the leave days, for the deadline on an institution's queue (calendar_live.py).
+        follows=(topics.TAXONOMY, topics.CALENDAR),
         produces=(topics.ROUTED, topics.TAXONOMY, topics.NOTIFICATION_REQUESTS),
         dead_letters=True,
         produces_prefixed=(topics.INSTITUTION_PREFIX,),
@@ -104,9 +105,17 @@ SERVICES: dict[str, Rights] = {
     ),
     "tracking": Rights(
         consumes=(topics.RECEIVED, topics.ROUTED, topics.RESPONSES, topics.NOTIFICATION_RESULTS),
-        # The institutions a forward or a split may name (services/tracking/directory.py).
-        follows=(topics.TAXONOMY,),
-        produces=(topics.STATUS, topics.DEADLINES, topics.RESPONSES, topics.NOTIFICATION_REQUESTS),
+        # The institutions a forward or a split may name (services/tracking/directory.py); the
+        # leave days it makes itself, as every tracking process reads them (calendar_store.py).
+        follows=(topics.TAXONOMY, topics.CALENDAR),
+        produces=(
+            topics.STATUS,
+            topics.CALENDAR,
+            topics.DEADLINES,
+            topics.RESPONSES,
+            topics.NOTIFICATION_REQUESTS,
+            topics.RATINGS,
+        ),
         dead_letters=True,
         groups=service_group("tracking"),
     ),
@@ -117,7 +126,7 @@ SERVICES: dict[str, Rights] = {
         groups=service_group("notification"),
     ),
     "reporting": Rights(
-        consumes=(topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES),
+        consumes=(topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES, topics.RATINGS),
         dead_letters=True,
         groups=service_group("reporting"),
     ),

@@ -16,6 +16,11 @@ NOTIFICATION_RESULTS = "acikkapi.notifications.results"
 INSTITUTION_PREFIX = "acikkapi.institution."
 # Which provinces routing serves, one message per province (key: its plate code), compacted.
 TAXONOMY = "acikkapi.taxonomy"
+# The administrators' leave days (idari izin), the whole calendar per version (key "TR"),
+# compacted: tracking makes it, every tracking and routing process reads it whole.
+CALENDAR = "acikkapi.calendar"
+# A citizen's rating (1-5) of an answer, once per application (tracking → reporting).
+RATINGS = "acikkapi.ratings"
 
 # Partition counts for the local stack and the default for production topic creation.
 # Keyed topics need enough partitions for the consumer groups to scale out.
@@ -30,9 +35,14 @@ PARTITIONS: dict[str, int] = {
     NOTIFICATION_REQUESTS: 6,
     NOTIFICATION_RESULTS: 3,
     TAXONOMY: 1,
+    CALENDAR: 1,
+    RATINGS: 3,
 }
 # Topics that keep only the newest message per key: every reader reads them whole on start.
-CONFIGS: dict[str, dict[str, str]] = {TAXONOMY: {"cleanup.policy": "compact"}}
+CONFIGS: dict[str, dict[str, str]] = {
+    TAXONOMY: {"cleanup.policy": "compact"},
+    CALENDAR: {"cleanup.policy": "compact"},
+}
 INSTITUTION_PARTITIONS = 2
 DLQ_PARTITIONS = 1
 

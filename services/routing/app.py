@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.common.business_days import rules_from
+from services.common.calendar_live import LiveCalendar
 from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
-from services.routing import messaging
+from services.routing import lifecycle, messaging
 from services.routing.admin import TaxonomyAdmin, build_admin_router
 from services.routing.api import build_router
 from services.routing.domain import Taxonomy, TaxonomyRegistry
@@ -53,6 +55,11 @@ def build_app(
         new_institutions=institution_topics,
     )
 
+    # The leave days tracking announces: the deadline on an institution's queue counts them.
+    calendar = LiveCalendar(settings, SERVICE)
+    levels = rules_from(settings)
+    lifecycle.deadline_rules = lambda: levels.with_calendar(calendar.current)
+
     async def ensure_institution_topics() -> None:
         codes = [i.code for t in registry_taxonomies(registry) for i in t.institutions]
         await institution_topics(codes)
@@ -74,13 +81,17 @@ def build_app(
             taxonomies.load,
             learned.start,  # after the taxonomies: it trains on the current ones
             ensure_institution_topics,
+            calendar.start,  # read to its end before the consumers start
         ],
         background=[store.outbox.run_relay, taxonomies.run, learned.run],
+        on_shutdown=[calendar.stop],
+        ready_checks={"calendar": calendar.is_caught_up},
     )
     app.state.routing = routing
     app.state.store = store
     app.state.learned = learned
     app.state.taxonomies = taxonomies
+    app.state.calendar = calendar
     return app
 
 

@@ -9,12 +9,13 @@ suggestions for it from then on (`RoutingFile.excluded_institutions`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel
 
-from services.common.business_days import answer_deadline
+from services.common.business_days import DeadlineRules
 from services.common.events import (
     ApplicantContact,
     ApplicationFacts,
@@ -32,6 +33,11 @@ from services.routing.domain import (
     Suggestion,
     Taxonomy,
 )
+
+# The deadline rules this process routes under: the settings' service levels on the calendar
+# with the admins' leave days. The app sets it at start (build_app); tracking computes the same
+# deadline and remains its keeper (extensions, questions to the citizen).
+deadline_rules: Callable[[], DeadlineRules] = DeadlineRules
 
 State = Literal["pending", "routed"]
 PENDING: State = "pending"
@@ -87,7 +93,9 @@ class RoutingRecord(Placement):
             officer=officer,
             routed_at=at,
             # The legal clock runs from receipt, however long routing took.
-            deadline_at=answer_deadline(app.received_at),
+            deadline_at=deadline_rules().first_deadline(
+                app.received_at, app.application_type, decision.category_code
+            ),
         )
 
 

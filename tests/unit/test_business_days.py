@@ -97,3 +97,40 @@ def test_business_days_between_counts_from_the_next_day():
 def test_add_business_days_needs_at_least_one():
     with pytest.raises(ValueError):
         business_days.add_business_days(date(2026, 3, 16), 0)
+
+
+# One table for the rule as the issue names its cases: the deadline of a 7-business-day
+# application received at the given Istanbul moment, with and without a declared leave day.
+LEAVE = business_days.Calendar(frozenset({date(2026, 12, 28)}))  # a Monday between the years
+
+
+@pytest.mark.parametrize(
+    ("received", "calendar", "deadline", "why"),
+    [
+        (istanbul(2026, 6, 12, 16), business_days.PUBLIC, date(2026, 6, 23), "Fri: 15–19, 22, 23"),
+        (istanbul(2026, 6, 12, 23, 59), business_days.PUBLIC, date(2026, 6, 23), "Fri 23:59"),
+        (istanbul(2026, 6, 13, 0, 0), business_days.PUBLIC, date(2026, 6, 23), "Sat 00:00"),
+        (istanbul(2026, 6, 15, 23, 59), business_days.PUBLIC, date(2026, 6, 24), "Mon 23:59"),
+        (istanbul(2026, 6, 16, 0, 0), business_days.PUBLIC, date(2026, 6, 25), "Tue 00:00"),
+        # The eve of Ramazan Bayramı 2026 (Thu 19 March, a half day) is received on and counts.
+        (istanbul(2026, 3, 19, 12), business_days.PUBLIC, date(2026, 3, 31), "23–27, 30, 31"),
+        # The eve of Kurban Bayramı 2026 (Tue 26 May).
+        (istanbul(2026, 5, 26, 12), business_days.PUBLIC, date(2026, 6, 9), "1–5, 8, 9"),
+        # Across New Year: 1 Ocak 2027 is closed; a leave day on 28 Dec moves it one more.
+        (istanbul(2026, 12, 24), business_days.PUBLIC, date(2027, 1, 5), "25,28–31,4,5"),
+        (istanbul(2026, 12, 24), LEAVE, date(2027, 1, 6), "25,29–31,4,5,6 (28 idari izin)"),
+    ],
+)
+def test_the_deadline_table(
+    received: datetime, calendar: business_days.Calendar, deadline: date, why: str
+) -> None:
+    assert calendar.answer_deadline(received) == end_of(deadline), why
+
+
+def test_a_leave_day_is_closed_only_in_the_calendar_that_declares_it() -> None:
+    assert not LEAVE.is_business_day(date(2026, 12, 28))
+    assert business_days.PUBLIC.is_business_day(date(2026, 12, 28))
+    assert LEAVE.previous_business_day(date(2026, 12, 29)) == date(2026, 12, 25)
+    assert LEAVE.answer_deadline(istanbul(2026, 12, 24), 15) > LEAVE.answer_deadline(
+        istanbul(2026, 12, 24)
+    )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.common import business_days
 from services.common.business_days import answer_deadline
 from services.common.events import Status
 from services.routing import lifecycle
@@ -96,3 +97,19 @@ def test_a_redelivered_return_finds_the_application_waiting_and_is_no_step() -> 
     assert after is not None
 
     assert lifecycle.give_back(after, back, []) is None
+
+
+def test_the_queue_deadline_follows_the_service_level_and_the_leave_days(monkeypatch) -> None:
+    app = ApplicationRecord.from_event(received()).model_copy(
+        update={"application_type": "bilgi_edinme"}
+    )
+    routed = lifecycle.arrive(app, DESKI_WATER, NOW)
+    assert routed.routing.deadline_at == answer_deadline(app.received_at, 15)  # Law 4982
+    leave = business_days.Calendar(frozenset({business_days.add_business_days(NOW.date(), 2)}))
+    rules = business_days.DeadlineRules(calendar=leave, by_category={"ALT-001": 3})
+    monkeypatch.setattr(lifecycle, "deadline_rules", lambda: rules)
+    sikayet = ApplicationRecord.from_event(received())
+    routed = lifecycle.arrive(sikayet, DESKI_WATER, NOW)
+    # ALT-001's own level (3 days) wins over the type's, and the leave day counts.
+    assert routed.routing.deadline_at == leave.answer_deadline(sikayet.received_at, 3)
+    assert routed.routing.deadline_at > answer_deadline(sikayet.received_at, 3)
