@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -118,6 +118,8 @@ class InstitutionEntry(BaseModel):
     name: str
     kind: str
     district: str | None = None
+    # The institution's official address: deadline warnings and its morning list go there.
+    email: str | None = None
 
 
 class CategoryBrief(BaseModel):
@@ -146,6 +148,26 @@ class TaxonomyPublished(Envelope):
     headings: list[HeadingBrief] = Field(default_factory=list)
     # The province's institutions: tracking checks a forward's or a split's target against them.
     institutions: list[InstitutionEntry] = Field(default_factory=list)
+
+
+class LeaveDayEntry(BaseModel):
+    """A day an administrator closed (idari izin, köprü günü): not a business day."""
+
+    day: date
+    kind: str
+    reason: str
+
+
+class CalendarPublished(Envelope):
+    """The whole calendar of leave days, one version of it (topic `acikkapi.calendar`,
+    compacted, key `TR`). Tracking makes the versions; every tracking and routing process reads
+    the topic whole and computes deadlines with the newest (services/common/calendar_live.py)."""
+
+    EVENT_TYPE: ClassVar[str] = "calendar.published"
+
+    version: int = Field(ge=0)
+    leave_days: list[LeaveDayEntry] = Field(default_factory=list)
+    changed_at: datetime
 
 
 class ApplicationSubmitted(Envelope):
@@ -347,9 +369,34 @@ class DeadlineEvent(Envelope):
 
     application_id: str
     application_number: str
-    kind: Literal["warning", "missed", "escalated"]
+    # warning: `warning_days` business days left; missed: the deadline passed unanswered;
+    # escalated: the governorship's supervisor was told of the miss; changed: the deadline was
+    # computed again (an extension, the clock stopped for or resumed after a question to the
+    # citizen, a leave day declared) — `deadline_at` is the new one.
+    kind: Literal["warning", "missed", "escalated", "changed"]
     institution_code: str | None = None
     deadline_at: datetime
+    previous_deadline_at: datetime | None = None
+    # service_level | extension | paused | resumed | calendar (with `changed`).
+    reason: str | None = None
+    # The clock stands still while the citizen is asked for information: nothing is watched.
+    paused: bool = False
+
+
+class ApplicationRated(Envelope):
+    """A citizen's rating of the answer, 1 (poor) to 5 (very good), given once per application
+    through the signed link in the answer SMS (topic `acikkapi.ratings`, key: application_id).
+    The citizen's optional comment stays in tracking, sealed: it is personal data."""
+
+    EVENT_TYPE: ClassVar[str] = "application.rated"
+
+    application_id: str
+    application_number: str
+    rating: int = Field(ge=1, le=5)
+    institution_code: str | None = None
+    category_code: str | None = None
+    province_code: int | None = Field(default=None, ge=1, le=81)
+    rated_at: datetime
 
 
 class NotificationChannel(StrEnum):
@@ -367,6 +414,8 @@ class NotificationRequest(Envelope):
     to: str = Field(min_length=3, max_length=320)
     template: str = Field(min_length=1, max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
+    # Never held for quiet hours (a one-time code, an alert that cannot wait till morning).
+    urgent: bool = False
 
 
 class NotificationResult(Envelope):
@@ -374,7 +423,8 @@ class NotificationResult(Envelope):
 
     idempotency_key: str
     channel: NotificationChannel
-    status: Literal["sent", "delivered", "failed", "skipped_duplicate"]
+    # skipped_optout: an informational e-mail to an address that unsubscribed, not sent.
+    status: Literal["sent", "delivered", "failed", "skipped_duplicate", "skipped_optout"]
     detail: str | None = None
     segments: int | None = None
 
@@ -392,6 +442,8 @@ class DeadLetter(BaseModel):
     consumer: str
     failed_at: datetime = Field(default_factory=utcnow)
     original: str
+    # What was tried before giving up (notification: each gateway attempt's time and answer).
+    history: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RoutingOutcome(

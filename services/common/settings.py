@@ -65,6 +65,26 @@ class Settings(BaseSettings):
     sms_sender: str = "ACIKKAPI"
     # Where Kannel calls back with delivery reports; the notification service's own address.
     sms_dlr_base_url: str = "http://127.0.0.1:8004"
+    # The notification service as citizens reach it: e-mails' unsubscribe links point here.
+    notification_public_url: str = "http://127.0.0.1:8004"
+    # Messages a second per provider, per notification process: a token bucket shared by the
+    # process's sends. Divide the provider's own limit by the number of processes. 0: none.
+    sms_rate_per_second: float = Field(default=200.0, ge=0)
+    smtp_rate_per_second: float = Field(default=100.0, ge=0)
+    # Non-urgent SMS asked for in these hours (Europe/Istanbul, "HH:MM-HH:MM") are held until
+    # they end; one-time codes never are. Empty: no quiet hours.
+    sms_quiet_hours: str = Field(
+        default="21:00-08:30", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+    )
+    # A gateway that is away is tried again after 1 s, doubling up to the cap (with jitter);
+    # after this many attempts or this long the message fails and is dead-lettered.
+    notification_retry_first_seconds: float = Field(default=1.0, gt=0)
+    notification_retry_cap_seconds: float = Field(default=300.0, gt=0)
+    notification_retry_max_attempts: int = Field(default=20, ge=1)
+    notification_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # The consumer group of notification's requests; empty: acikkapi-notification. (A second
+    # deployment beside the first, e.g. a test's, takes a group of its own.)
+    notification_consumer_group: str = ""
 
     host: str = "127.0.0.1"
     # 0 means "the service's default port" (SERVICE_PORTS).
@@ -112,6 +132,22 @@ class Settings(BaseSettings):
     # (e.g. "sikayet,ihbar"). Empty: every answer goes straight to the citizen.
     answer_approval_institutions: str = ""
     answer_approval_types: str = ""
+    # Service levels (docs/deadlines.md): the business days an institution has to answer, by
+    # default, per application type (JSON, e.g. {"bilgi_edinme": 15}: Law 4982) and per
+    # category code (JSON, e.g. {"ALT-001": 10}; a category's level wins over its type's).
+    answer_business_days: int = Field(default=7, ge=1, le=60)
+    answer_business_days_by_type: dict[str, int] = Field(
+        default_factory=lambda: {"bilgi_edinme": 15}
+    )
+    answer_business_days_by_category: dict[str, int] = Field(default_factory=dict)
+    # The institution is warned by e-mail this many business days before its deadline.
+    deadline_warning_business_days: int = Field(default=2, ge=1, le=10)
+    # Who is told of a missed deadline: the governorship's Açık Kapı supervisors. Empty: the
+    # address the taxonomy gives the province's VALILIK institution.
+    supervisor_email: str = ""
+    # When each institution's morning e-mail (its open and overdue applications) goes out,
+    # Istanbul time, on business days.
+    digest_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     default_province_code: int = 20
     # Open311 GeoReport v2 clients allowed to post requests: "client_name:key,client2:key2".
     open311_api_keys: str = ""

@@ -62,7 +62,9 @@ def taxonomy_published(taxonomy: Taxonomy, version: int | None = None) -> Taxono
         ],
         # Who may receive a forward or a part of a split (tracking checks against this list).
         institutions=[
-            InstitutionEntry(code=i.code, name=i.name, kind=str(i.kind), district=i.district)
+            InstitutionEntry(
+                code=i.code, name=i.name, kind=str(i.kind), district=i.district, email=i.email
+            )
             for i in taxonomy.institutions
         ],
     )

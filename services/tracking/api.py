@@ -76,6 +76,15 @@ class PartResult(BaseModel):
     answer: str | None = None
 
 
+class MessageItem(BaseModel):
+    """A message the citizen was sent: which, by which channel, and what became of it."""
+
+    kind: str
+    channel: str
+    status: str
+    at: datetime
+
+
 class TrackResult(BaseModel):
     """What anyone with the number and the phone digits may see: no personal data."""
 
@@ -89,6 +98,9 @@ class TrackResult(BaseModel):
     information_request: OpenQuestion | None = None
     parts: list[PartResult] | None = None
     timeline: list[TimelineItem]
+    # The clock stands still while a question to the citizen is open.
+    deadline_paused: bool = False
+    messages: list[MessageItem] = []
 
 
 def check_track_query(number: str, phone_last4: str | None) -> tuple[str, list[dict[str, Any]]]:
@@ -147,6 +159,11 @@ def track_result(
         else None,
         parts=[part_result(app, p) for p in parts] if parts else None,
         timeline=citizen_timeline(app),
+        deadline_paused=app.clock_paused,
+        messages=[
+            MessageItem(kind=m.kind, channel=m.channel, status=m.status, at=m.at)
+            for m in app.messages
+        ],
     )
 
 

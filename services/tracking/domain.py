@@ -23,8 +23,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from services.common import business_days
+from services.common.business_days import Calendar, DeadlineRules
 from services.common.events import (
     ApplicationAwaitingRouting,
     ApplicationReceived,
@@ -149,6 +151,14 @@ class NotSplittable(Refused):
     """A part of a split application is not split again, nor forwarded to its own holder."""
 
 
+class AlreadyExtended(Refused):
+    """The application's deadline was extended once already: one extension is the rule."""
+
+
+class NotOpen(Refused):
+    """The application is answered or closed: its deadline no longer runs."""
+
+
 class NotForParts(Refused):
     """The citizen is not asked through a part of a split application (the citizen follows the
     whole application: its number is the one the SMS and the status page know)."""
@@ -250,6 +260,55 @@ class Part:
         )
 
 
+DEFAULT_RULES = DeadlineRules()  # the settings' defaults, without leave days
+
+
+@dataclass(frozen=True)
+class DeadlineChange:
+    """The deadline moved (or stopped): announced once on the deadlines topic."""
+
+    at: datetime
+    # The new deadline; with `paused`, the one that stands still until the citizen replies.
+    deadline_at: datetime
+    previous: datetime | None
+    # service_level | extension | paused | resumed | calendar
+    reason: str
+    source: str
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message the citizen was sent about the application, as notification reported it."""
+
+    key: str
+    kind: str  # received | answered | information
+    channel: str  # sms | email
+    status: str  # sent | delivered | failed
+    at: datetime
+
+
+# The citizen's messages, by the kind their idempotency key names (`<id>:<kind>:...:<channel>`).
+CITIZEN_MESSAGES: dict[str, str] = {
+    "received": "Başvurunuzun alındığı",
+    "information": "Sizden ek bilgi istendiği",
+    "answered": "Başvurunuzun cevaplandığı",
+}
+MESSAGE_STATUS_LABELS: dict[str, str] = {
+    "sent": "gönderildi",
+    "delivered": "telefonunuza ulaştı",
+    "failed": "gönderilemedi",
+}
+
+
+def citizen_message_of(key: str) -> tuple[str, str, str] | None:
+    """(application id, kind, channel) for a citizen's message key, else None."""
+    parts = key.split(":")
+    if len(parts) < 3 or parts[1] not in CITIZEN_MESSAGES or parts[-1] not in ("sms", "email"):
+        return None
+    return parts[0], parts[1], parts[-1]
+
+
 @dataclass(frozen=True)
 class Application:
     """Tracking's record of one application: no TC Kimlik No, no names, the phone only sealed."""
@@ -282,7 +341,19 @@ class Application:
     warned_deadline: datetime | None = None
     phone_enc: str | None = None
     phone_index: str | None = None
+    # The applicant's e-mail address, sealed like the phone (None: they gave none).
+    email_enc: str | None = None
     answer_sms_source: str | None = None
+    # A supervisor's one extension of the deadline.
+    extension_days: int = 0
+    extension_reason: str | None = None
+    extended_by: str | None = None
+    extended_at: datetime | None = None
+    deadline_changes: tuple[DeadlineChange, ...] = ()
+    # What the citizen was sent (shown on the status page).
+    messages: tuple[SentMessage, ...] = ()
+    # The rules' warning distance when the deadline was last computed (the watcher's due time).
+    warning_days: int = DEFAULT_RULES.warning_days
     # The application's text, for the institution's inbox (the citizen's own words).
     text: str | None = None
     # The institution's workflow (workflow.py).
@@ -314,7 +385,7 @@ class Application:
     @property
     def miss_due_at(self) -> datetime | None:
         """When the deadline watcher must mark it overdue (None: nothing to watch)."""
-        if self.status in OPEN_STATUSES and not self.overdue:
+        if self.status in OPEN_STATUSES and not self.overdue and not self.clock_paused:
             return self.deadline_at
         return None
 
@@ -323,11 +394,18 @@ class Application:
         """When the one-business-day warning is due (None: not due for this deadline)."""
         if self.status not in OPEN_STATUSES or self.overdue or self.deadline_at is None:
             return None
+        if self.clock_paused:
+            return None
         if self.warned_deadline is not None and _same_instant(
             self.warned_deadline, self.deadline_at
         ):
             return None
-        return warning_time(self.deadline_at)
+        return warning_time(self.deadline_at, self.warning_days)
+
+    @property
+    def clock_paused(self) -> bool:
+        """A question to the citizen is open: the deadline stands still."""
+        return self.open_information_request is not None
 
     def assigned_to(self, institution_code: str) -> bool:
         return self.status in ASSIGNED_STATUSES and self.institution_code == institution_code
@@ -377,6 +455,7 @@ class Receive:
     event: ApplicationReceived
     phone_enc: str
     phone_index: str
+    email_enc: str | None = None
 
 
 @dataclass(frozen=True)
@@ -485,6 +564,23 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Extend:
+    """An Açık Kapı supervisor extends the deadline, once, with a reason."""
+
+    business_days: int
+    reason: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Recalculate:
+    """Compute the deadline again under the current rules (a leave day was declared)."""
+
+    at: datetime
+
+
+@dataclass(frozen=True)
 class PartAnswered:
     """A part of this (split) application has its answer."""
 
@@ -512,6 +608,8 @@ Command = (
     | Forward
     | Split
     | PartAnswered
+    | Extend
+    | Recalculate
 )
 
 
@@ -527,18 +625,125 @@ class Decision:
     information_sms: InformationRequest | None = None
     # Whether this input made an answer final that tracking publishes itself (responses topic).
     response: bool = False
+    # How this input moved (or stopped) the deadline.
+    deadline_changes: tuple[DeadlineChange, ...] = ()
 
 
-def apply(state: Application | None, command: Command, source: str) -> Decision:
+def apply(
+    state: Application | None,
+    command: Command,
+    source: str,
+    rules: DeadlineRules = DEFAULT_RULES,
+) -> Decision:
     """Apply one input; a repeat of an input already applied changes nothing and replays its
-    announcements. Raises `Refused` for an input that can never apply."""
+    announcements. Raises `Refused` for an input that can never apply. The deadline is
+    computed again under `rules` after every change."""
     new = _apply(state, command, source)
+    if new is not None and (new is not state or isinstance(command, Recalculate)):
+        new = settle_deadline(new, rules, source, _input_time(command, new))
     changed = new is not state
     if new is None:
         return Decision(None, False, (), False)
     transitions, sms = announced_by(new, source)
     asked = next((r for r in new.information_requests if r.source == source), None)
-    return Decision(new, changed, transitions, sms, asked, new.response_source == source)
+    moved = tuple(c for c in new.deadline_changes if c.source == source)
+    return Decision(new, changed, transitions, sms, asked, new.response_source == source, moved)
+
+
+def _input_time(command: Command, state: Application) -> datetime:
+    """When the input happened (the domain has no clock)."""
+    if isinstance(command, Receive):
+        return command.event.received_at
+    if isinstance(command, Envelope):
+        return command.occurred_at
+    if isinstance(command, Respond):
+        return command.response.occurred_at
+    if isinstance(command, PartAnswered):
+        return command.answered_at
+    at: datetime = command.at
+    return at
+
+
+# --- the deadline ----------------------------------------------------------------------------
+
+
+def paused_business_days(state: Application, calendar: Calendar) -> int:
+    """The business days the citizen's replies gave back (see DeadlineRules)."""
+    return sum(
+        calendar.business_days_between(asked, until)
+        for asked, until in state.waiting_intervals
+        if until is not None
+    )
+
+
+def computed_deadline(state: Application, rules: DeadlineRules) -> datetime | None:
+    """The deadline under `rules`; None while intake's event (the receipt time) is unknown."""
+    if state.received_at is None:
+        return None
+    days = (
+        rules.service_days(state.application_type, state.category_code)
+        + state.extension_days
+        + paused_business_days(state, rules.calendar)
+    )
+    return rules.calendar.answer_deadline(state.received_at, days)
+
+
+def settle_deadline(
+    state: Application, rules: DeadlineRules, source: str, at: datetime
+) -> Application:
+    """Put the deadline the rules give on the record; a move of a watched deadline (and the
+    clock stopping for a question) is recorded once, for the deadlines topic."""
+    if state.warning_days != rules.warning_days:
+        state = replace(state, warning_days=rules.warning_days)
+    if state.status not in OPEN_STATUSES:
+        return state  # answered: the deadline is history
+    if any(c.source == source for c in state.deadline_changes):
+        return state  # a repeat: announced before
+    target = computed_deadline(state, rules)
+    previous = state.deadline_at
+    asked = state.open_information_request
+    if asked is not None and asked.source == source and previous is not None:
+        change = DeadlineChange(at, previous, previous, "paused", source, paused=True)
+        return replace(state, deadline_changes=(*state.deadline_changes, change))
+    if target is None or (previous is not None and _same_instant(previous, target)):
+        return state
+    if previous is None or not state.received_seen or state.timeline == ():
+        return replace(state, deadline_at=target)  # the first deadline: told with `received`
+    reason = _reason_for_move(state, source)
+    change = DeadlineChange(at, target, previous, reason, source)
+    return replace(state, deadline_at=target, deadline_changes=(*state.deadline_changes, change))
+
+
+def _reason_for_move(state: Application, source: str) -> str:
+    if source.startswith("extension:"):
+        return "extension"
+    if source.startswith("recalculate:"):
+        return "calendar"
+    last = state.deadline_changes[-1] if state.deadline_changes else None
+    if last is not None and last.paused:
+        return "resumed"
+    return "service_level"
+
+
+def _extend(state: Application | None, cmd: Extend, source: str) -> Application:
+    if state is None:
+        raise NotAssigned("unknown application")
+    if state.status not in OPEN_STATUSES:
+        raise NotOpen(f"application {state.application_id} is answered: its deadline is over")
+    if state.extension_days:
+        if (state.extension_days, state.extension_reason) == (cmd.business_days, cmd.reason):
+            return state  # a repeat
+        raise AlreadyExtended(f"application {state.application_id} was extended once already")
+    extended = replace(
+        state,
+        extension_days=cmd.business_days,
+        extension_reason=cmd.reason,
+        extended_by=cmd.by,
+        extended_at=cmd.at,
+        # A new deadline: the watcher warns and flags afresh.
+        overdue=False,
+    )
+    return _step(extended, Step.extended, cmd.at, source, actor=cmd.by, detail=cmd.reason)
 
 
 def announced_by(state: Application, source: str) -> tuple[tuple[TimelineEntry, ...], bool]:
@@ -564,6 +769,10 @@ def _apply(state: Application | None, command: Command, source: str) -> Applicat
         return _respond(state, command, source)
     if isinstance(command, NotificationResult):
         return _notification_result(state, command, source)
+    if isinstance(command, Extend):
+        return _extend(state, command, source)
+    if isinstance(command, Recalculate):
+        return state
     return _workflow(state, command, source)
 
 
@@ -615,6 +824,7 @@ def _learn(state: Application, cmd: Receive) -> Application:
         text=ev.text,
         phone_enc=cmd.phone_enc,
         phone_index=cmd.phone_index,
+        email_enc=cmd.email_enc,
     )
 
 
@@ -772,12 +982,31 @@ def _propose(state: Application, ev: ApplicationResponse, source: str) -> Applic
 def _notification_result(
     state: Application | None, ev: NotificationResult, source: str
 ) -> Application | None:
-    if state is None or state.status is not Status.answered:
+    if state is None:
+        return state
+    state = _record_message(state, ev)
+    if state.status is not Status.answered:
         return state
     if not ev.idempotency_key.endswith(ANSWER_SMS_SUFFIX) or ev.status not in ("sent", "delivered"):
         return state
     at = max(ev.occurred_at, state.answered_at) if state.answered_at else ev.occurred_at
     return _transition(state, Status.closed, at, source)
+
+
+def _record_message(state: Application, ev: NotificationResult) -> Application:
+    """Keep the newest news of each citizen's message (delivered after sent, not before)."""
+    found = citizen_message_of(ev.idempotency_key)
+    if found is None or ev.status not in MESSAGE_STATUS_LABELS:
+        return state
+    _, kind, channel = found
+    known = next((m for m in state.messages if m.key == ev.idempotency_key), None)
+    if known is not None and (
+        known.status == ev.status or (known.status == "delivered" and ev.status == "sent")
+    ):
+        return state  # a repeat, or older news
+    message = SentMessage(ev.idempotency_key, kind, channel, ev.status, ev.occurred_at)
+    others = tuple(m for m in state.messages if m.key != ev.idempotency_key)
+    return replace(state, messages=tuple(sorted((*others, message), key=lambda m: m.at)))
 
 
 # --- the institution's workflow ---------------------------------------------------------------
@@ -1171,12 +1400,15 @@ def _same_instant(a: datetime, b: datetime) -> bool:
 # --- the deadline ----------------------------------------------------------------------------
 
 
-def warning_time(deadline_at: datetime) -> datetime:
-    """One business day before the deadline: the same clock time on the previous business day."""
+def warning_time(
+    deadline_at: datetime, days_before: int = 2, calendar: Calendar = business_days.PUBLIC
+) -> datetime:
+    """`days_before` business days before the deadline: the same clock time that many business
+    days earlier (with 2, the institution still has that day and the last one)."""
     local = deadline_at.astimezone(ISTANBUL)
-    day = local.date() - timedelta(days=1)
-    while not business_days.is_business_day(day):
-        day -= timedelta(days=1)
+    day = local.date()
+    for _ in range(days_before):
+        day = calendar.previous_business_day(day)
     return datetime.combine(day, local.time(), tzinfo=ISTANBUL)
 
 
@@ -1187,32 +1419,48 @@ class DeadlineDecision:
     events: tuple[Envelope, ...]
 
 
-def check_deadline(state: Application, now: datetime) -> DeadlineDecision:
-    """Mark a missed deadline (the overdue flag) or give the one-day warning, once each."""
+def check_deadline(
+    state: Application, now: datetime, rules: DeadlineRules = DEFAULT_RULES
+) -> DeadlineDecision:
+    """What the watcher does with an application it found due: first the deadline is computed
+    again under the current rules (a leave day declared since moves it, and nothing else
+    happens now); then a missed deadline is flagged and escalated, or the warning given, once
+    each per deadline."""
+    source = f"recalculate:{now.isoformat()}"
+    settled = settle_deadline(state, rules, source, now)
+    if settled.deadline_at != state.deadline_at:
+        moved = tuple(deadline_changed(settled, c) for c in settled.deadline_changes[-1:])
+        return DeadlineDecision(settled, True, moved)
     # Only an institution that holds it can be late with it (not one that gave it back).
     holder = state.institution_code if state.status in ASSIGNED_STATUSES else None
     miss = state.miss_due_at
     if miss is not None and now >= miss:
         flagged = replace(state, overdue=True)
-        missed = DeadlineEvent(
-            event_id=event_id(state.application_id, "deadline", "missed"),
-            occurred_at=miss,
-            application_id=state.application_id,
-            application_number=state.application_number,
-            producer=PRODUCER,
-            kind="missed",
-            institution_code=holder,
-            deadline_at=miss,
-        )
+        stamp = miss.isoformat(timespec="seconds")
+
+        def deadline_event(kind: Literal["missed", "escalated"]) -> DeadlineEvent:
+            return DeadlineEvent(
+                event_id=event_id(state.application_id, "deadline", kind, stamp),
+                occurred_at=miss,
+                application_id=state.application_id,
+                application_number=state.application_number,
+                producer=PRODUCER,
+                kind=kind,
+                institution_code=holder,
+                deadline_at=miss,
+            )
+
         flag = _snapshot(
             flagged,
-            event_id=event_id(state.application_id, "overdue"),
+            event_id=event_id(state.application_id, "overdue", stamp),
             status=state.status,
             previous=state.status,
             at=miss,
             institution_code=holder,
         )
-        return DeadlineDecision(flagged, True, (missed, flag))
+        return DeadlineDecision(
+            flagged, True, (deadline_event("missed"), flag, deadline_event("escalated"))
+        )
     warn = state.warn_due_at
     if warn is not None and now >= warn and state.deadline_at is not None:
         deadline = state.deadline_at
@@ -1230,6 +1478,23 @@ def check_deadline(state: Application, now: datetime) -> DeadlineDecision:
         )
         return DeadlineDecision(replace(state, warned_deadline=deadline), True, (warning,))
     return DeadlineDecision(state, False, ())
+
+
+def deadline_changed(state: Application, change: DeadlineChange) -> DeadlineEvent:
+    """The announcement of a moved (or stopped) deadline."""
+    return DeadlineEvent(
+        event_id=event_id(state.application_id, "deadline", "changed", change.source),
+        occurred_at=change.at,
+        application_id=state.application_id,
+        application_number=state.application_number,
+        producer=PRODUCER,
+        kind="changed",
+        institution_code=state.institution_code if state.status in ASSIGNED_STATUSES else None,
+        deadline_at=change.deadline_at,
+        previous_deadline_at=change.previous,
+        reason=change.reason,
+        paused=change.paused,
+    )
 
 
 # --- what is announced -----------------------------------------------------------------------
@@ -1310,8 +1575,11 @@ def application_id_of_answer_sms(idempotency_key: str) -> str | None:
     return idempotency_key[: -len(ANSWER_SMS_SUFFIX)] or None
 
 
-def answer_sms(state: Application, to: str, tracking_url: str) -> NotificationRequest:
-    """The SMS that tells the citizen the answer is in (the text itself is on the status page)."""
+def answer_sms(
+    state: Application, to: str, tracking_url: str, rating_url: str | None = None
+) -> NotificationRequest:
+    """The SMS that tells the citizen the answer is in (the text itself is on the status page),
+    with the signed link to rate it when there is one (rating.py)."""
     if state.outcome is None:
         raise ValueError("no outcome to announce")
     return NotificationRequest(
@@ -1328,7 +1596,24 @@ def answer_sms(state: Application, to: str, tracking_url: str) -> NotificationRe
             "outcome": state.outcome.value,
             "outcome_label": OUTCOME_LABELS[state.outcome],
             "tracking_url": tracking_url,
+            **({"rating_url": rating_url} if rating_url else {}),
         },
+    )
+
+
+def answer_email(
+    state: Application, to: str, tracking_url: str, rating_url: str | None = None
+) -> NotificationRequest:
+    """The same news by e-mail, for an applicant who gave an address; with the answer's text
+    (and the same rating link as the SMS)."""
+    sms = answer_sms(state, to, tracking_url, rating_url)
+    return sms.model_copy(
+        update={
+            "event_id": event_id(state.application_id, "answered", "email"),
+            "idempotency_key": f"{state.application_id}:answered:email",
+            "channel": NotificationChannel.email,
+            "params": {**sms.params, "answer": state.answer or ""},
+        }
     )
 
 

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from services.common import topics
+from services.common import business_days, topics
+from services.common.business_days import Calendar, DeadlineRules
 from services.common.events import (
     ApplicationReceived,
     ApplicationResponse,
@@ -31,7 +32,7 @@ from services.common.messaging import EventPublisher, Outgoing, PermanentError
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
-from services.tracking import domain
+from services.tracking import deadlines, domain, rating
 from services.tracking.directory import (
     Directory,
     category_in,
@@ -102,6 +103,7 @@ class Tracking:
         *,
         response_grace_seconds: float = RESPONSE_GRACE_SECONDS,
         directory: Directory | None = None,
+        calendar: Callable[[], Calendar] | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -113,15 +115,24 @@ class Tracking:
         self.approval = ApprovalPolicy.of(
             settings.answer_approval_institutions, settings.answer_approval_types
         )
+        # The calendar an admin keeps (leave days), as this process knows it now.
+        self.calendar: Callable[[], Calendar] = calendar or (lambda: business_days.PUBLIC)
+        self._rules = business_days.rules_from(settings)
+
+    def rules(self) -> DeadlineRules:
+        """The deadline rules now: the settings' service levels on the current calendar."""
+        return self._rules.with_calendar(self.calendar())
 
     # --- events ------------------------------------------------------------------------------
 
     def _receive(self, event: ApplicationReceived) -> tuple[str, domain.Command, str]:
         phone = event.applicant.phone
+        email = event.applicant.email
         command = domain.Receive(
             event,
             phone_enc=self.cipher.encrypt(phone),
             phone_index=self.phone_index(event.application_id, phone[-4:]),
+            email_enc=self.cipher.encrypt(email) if email else None,
         )
         return event.application_id, command, f"received:{event.event_id}"
 
@@ -170,11 +181,12 @@ class Tracking:
                 raise PermanentError(str(exc)) from exc
 
     async def on_notification_result(self, event: NotificationResult) -> None:
-        """The answer SMS went out: the application is closed."""
-        application_id = domain.application_id_of_answer_sms(event.idempotency_key)
-        if application_id is None or event.status not in ("sent", "delivered"):
+        """A citizen's message went out (the status page lists it); the answer SMS closes the
+        application."""
+        found = domain.citizen_message_of(event.idempotency_key)
+        if found is None:
             return
-        await self._apply(application_id, event, f"notification:{event.event_id}")
+        await self._apply(found[0], event, f"notification:{event.event_id}")
 
     # --- institutions ------------------------------------------------------------------------
 
@@ -341,7 +353,7 @@ class Tracking:
         command = domain.Split(institution_code, tuple(parts), reason, by, now)
         source = f"split:{app.round}:{institution_code}"
         # Decided first without writing: a refused split leaves no parts behind.
-        planned = domain.apply(app, command, source).state
+        planned = domain.apply(app, command, source, self.rules()).state
         if planned is None:  # pragma: no cover - the record was read just now
             raise NotFound(application_id)
         for piece in planned.parts:
@@ -388,6 +400,22 @@ class Tracking:
         app = await self.under_review(application_id, province)
         source = f"sent-back:{len(app.drafts)}"
         return await self._act(application_id, domain.SendBack(by, note, now), source, fixed=True)
+
+    async def extend(
+        self,
+        application_id: str,
+        *,
+        business_days: int,
+        reason: str,
+        by: str,
+        province: int | None,
+        now: datetime,
+    ) -> domain.Application:
+        """The supervisor extends the deadline once, with a reason: a new deadline is computed
+        and announced, and the watcher warns afresh."""
+        await self.under_review(application_id, province)
+        command = domain.Extend(business_days, reason, by, now)
+        return await self._act(application_id, command, "extension:1", fixed=True)
 
     # --- the directory -----------------------------------------------------------------------
 
@@ -513,7 +541,7 @@ class Tracking:
         for _ in range(_CONFLICT_RETRIES):
             if current is None:
                 return
-            decision = domain.check_deadline(current, now)
+            decision = domain.check_deadline(current, now, self.rules())
             if not decision.changed:
                 return
             messages = [
@@ -523,6 +551,12 @@ class Tracking:
                     current.application_id,
                 )
                 for event in decision.events
+            ]
+            messages += [
+                Outgoing.of(topics.NOTIFICATION_REQUESTS, mail, mail.idempotency_key)
+                for mail in deadlines.deadline_emails(
+                    decision.state, decision.events, self.directory, self.settings
+                )
             ]
             saved, pending = await self.store.save(Write(decision.state, current.version, messages))
             if saved:
@@ -540,9 +574,10 @@ class Tracking:
         """
         current = await self.store.get_many(list(dict.fromkeys(i[0] for i in inputs)))
         states: dict[str, domain.Application] = dict(current)
+        rules = self.rules()
         messages: dict[str, list[Outgoing]] = {}
         for application_id, command, source in inputs:
-            decision = self._decide(states.get(application_id), command, source)
+            decision = self._decide(states.get(application_id), command, source, rules)
             if decision.state is None or not decision.changed:
                 continue  # a repeat: stored and announced before (or still in the outbox)
             states[application_id] = decision.state
@@ -559,10 +594,13 @@ class Tracking:
 
     @staticmethod
     def _decide(
-        state: domain.Application | None, command: domain.Command, source: str
+        state: domain.Application | None,
+        command: domain.Command,
+        source: str,
+        rules: DeadlineRules,
     ) -> domain.Decision:
         try:
-            return domain.apply(state, command, source)
+            return domain.apply(state, command, source, rules)
         except domain.Refused as exc:
             raise PermanentError(str(exc)) from exc
 
@@ -573,7 +611,7 @@ class Tracking:
         then deliver them."""
         for _ in range(_CONFLICT_RETRIES):
             current = await self.store.get(application_id)
-            decision = domain.apply(current, command, source)
+            decision = domain.apply(current, command, source, self.rules())
             state = decision.state
             if state is None:
                 return None
@@ -602,11 +640,28 @@ class Tracking:
             Outgoing.of(topics.STATUS, domain.status_changed(state, entry), state.application_id)
             for entry in decision.transitions
         ]
+        out += [
+            Outgoing.of(
+                topics.DEADLINES, domain.deadline_changed(state, change), state.application_id
+            )
+            for change in decision.deadline_changes
+        ]
         if decision.answer_sms and state.phone_enc is not None:
             sms = domain.answer_sms(
-                state, self.cipher.decrypt(state.phone_enc), self.settings.public_tracking_url
+                state,
+                self.cipher.decrypt(state.phone_enc),
+                self.settings.public_tracking_url,
+                rating.sms_link(self.settings, state.application_number),
             )
             out.append(Outgoing.of(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key))
+        if decision.answer_sms and state.email_enc is not None:
+            mail = domain.answer_email(
+                state,
+                self.cipher.decrypt(state.email_enc),
+                self.settings.public_tracking_url,
+                rating.sms_link(self.settings, state.application_number),
+            )
+            out.append(Outgoing.of(topics.NOTIFICATION_REQUESTS, mail, mail.idempotency_key))
         if decision.information_sms is not None and state.phone_enc is not None:
             asked = domain.information_sms(
                 state,

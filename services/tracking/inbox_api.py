@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from services.common.auth import Principal, Role
 from services.common.auth import forbidden as forbidden_error
@@ -49,6 +49,8 @@ _CONFLICTS: dict[Stage, tuple[str, str]] = {
     ),
 }
 
+# Law 4982 art. 11 allows 15 more business days at most; Açık Kapı holds to the same.
+MAX_EXTENSION_DAYS = 15
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=1000)]
 Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=1000)]
 AnswerText = Annotated[
@@ -108,6 +110,16 @@ def _refused(exc: Exception) -> HTTPException:
     conflicts: list[tuple[type[Exception], str, str]] = [
         (domain.AlreadyAnswered, "already_answered", "Bu başvuru zaten cevaplanmış."),
         (domain.NothingToReview, "nothing_to_review", "Bu başvuruda onay bekleyen cevap yok."),
+        (
+            domain.AlreadyExtended,
+            "already_extended",
+            "Bu başvurunun cevap süresi daha önce bir kez uzatıldı; ikinci kez uzatılamaz.",
+        ),
+        (
+            domain.NotOpen,
+            "not_open",
+            "Bu başvuru cevaplanmış; cevap süresi artık uzatılamaz.",
+        ),
         (
             domain.NotForParts,
             "not_for_parts",
@@ -720,6 +732,45 @@ async def send_back(
     except REFUSALS as exc:
         raise _refused(exc) from None
     return _acted(app)
+
+
+class ExtensionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    business_days: Annotated[int, Field(ge=1, le=MAX_EXTENSION_DAYS)]
+    reason: Reason
+
+
+class Extended(Acted):
+    deadline_at: datetime | None
+    extension_days: int
+
+
+@router.post(
+    "/api/v1/applications/{application_id}/extension",
+    tags=["denetçi"],
+    summary="Cevap süresini bir kez, gerekçesiyle uzat (yeni süre duyurulur)",
+    response_model=Extended,
+    responses={403: {}, 404: {}, 409: {}, 422: {}},
+)
+async def extend(
+    application_id: str, body: ExtensionIn, principal: PrincipalDep, tracking: TrackingDep
+) -> Extended:
+    province = _supervisor(principal)
+    try:
+        app = await tracking.extend(
+            application_id,
+            business_days=body.business_days,
+            reason=body.reason,
+            by=principal.subject,
+            province=province,
+            now=now(),
+        )
+    except REFUSALS as exc:
+        raise _refused(exc) from None
+    return Extended(
+        **_acted(app).model_dump(), deadline_at=app.deadline_at, extension_days=app.extension_days
+    )
 
 
 # --- what the inbox page needs ---------------------------------------------------------------

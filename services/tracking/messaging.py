@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from services.common import messaging, topics
 from services.common.events import (
+    ApplicationRated,
     ApplicationReceived,
     ApplicationResponse,
     DeadlineEvent,
@@ -19,16 +20,20 @@ from services.common.events import (
     StatusChanged,
 )
 from services.common.settings import Settings
-from services.tracking.domain import ANSWER_SMS_SUFFIX
+from services.tracking import domain
 from services.tracking.handlers import Tracking
 
 SERVICE = "tracking"
 
 
-def _answer_sms_only(key: bytes | None, headers: dict[str, str]) -> bool:
-    """Of all notification results only the answer SMS's close an application; the Kafka key
-    is the idempotency key, so the rest are skipped undecoded."""
-    return key is None or key.endswith(ANSWER_SMS_SUFFIX.encode())
+def _citizen_messages(key: bytes | None, headers: dict[str, str]) -> bool:
+    """Of all notification results only the citizen's messages matter here (the status page
+    lists them; the answer SMS closes an application); the Kafka key is the idempotency key,
+    so the rest (institutions' e-mails) are skipped undecoded."""
+    if key is None:
+        return True
+    text = key.decode(errors="replace")
+    return domain.citizen_message_of(text) is not None
 
 
 def register(
@@ -49,7 +54,7 @@ def register(
             service=SERVICE,
             settings=settings,
             group_id=group_id,
-            accept=_answer_sms_only if topic == topics.NOTIFICATION_RESULTS else None,
+            accept=_citizen_messages if topic == topics.NOTIFICATION_RESULTS else None,
         )
 
     messaging.declare_publisher(
@@ -71,4 +76,10 @@ def register(
         NotificationRequest,
         "The answer SMS to the citizen (key `<application_id>:answered:sms`), and the SMS that "
         "a question waits for them (`<application_id>:information:<n>:sms`).",
+    )
+    messaging.declare_publisher(
+        broker,
+        topics.RATINGS,
+        ApplicationRated,
+        "A citizen's rating (1-5) of an answer, once per application, from the SMS link.",
     )

@@ -168,6 +168,19 @@ def _page_view(
             {"label": step_label(e), "at": long_datetime(e.at), "iso": e.at.isoformat()}
             for e in app.timeline
         ],
+        "paused": app.clock_paused,
+        "extended": app.extension_days,
+        "messages": [_message_view(m) for m in app.messages],
+    }
+
+
+def _message_view(message: domain.SentMessage) -> dict[str, str]:
+    channel = "SMS" if message.channel == "sms" else "E-posta"
+    return {
+        "label": f"{channel}: {domain.CITIZEN_MESSAGES[message.kind]} bildirimi",
+        "status": domain.MESSAGE_STATUS_LABELS[message.status],
+        "at": long_datetime(message.at),
+        "iso": message.at.isoformat(),
     }
 
 

@@ -5,6 +5,12 @@ Every change to an application is one conditional write (`version` must still be
 so several tracking processes can work on the same application without losing an update.
 Datetimes are only ever written whole (insert/replace): nx-27017 0.8.1 stores a datetime given
 to `$set` as a string, so the watcher's lease is a number of epoch seconds.
+
+The deadline watcher finds due work through an index on its due times, never by reading the open
+applications: each record carries them as numbers of epoch seconds (`miss_due_epoch`,
+`warn_due_epoch`, null when nothing is to be watched), indexed with the lease. Numbers, because
+nx-27017 0.8.1 compares a datetime condition of `findAndModify` through SQLite's `datetime()`,
+which no index answers: the claim would read every record (bench/deadlines.py measures it).
 """
 
 from __future__ import annotations
@@ -12,16 +18,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from services.common.application_number import normalize
 from services.common.events import ApplicationType, Channel, Outcome, Priority, Status
@@ -31,12 +38,16 @@ from services.common.outbox import Delivery, Outbox, Pending
 from services.common.pii import PiiCipher
 from services.tracking.domain import (
     Application,
+    DeadlineChange,
     DraftAnswer,
     InformationRequest,
     Part,
+    SentMessage,
     TimelineEntry,
 )
 from services.tracking.workflow import Stage, Step, search_key
+
+log = logging.getLogger("acikkapi.tracking")
 
 # How long a failed look-up counts against an application number.
 MISS_WINDOW = timedelta(minutes=15)
@@ -50,7 +61,14 @@ _ENUMS: dict[str, type[StrEnum]] = {
 }
 _RENAMED = {"application_id": "_id", "application_number": "number"}
 # Written as lists of sub-documents, each whole (see the module's note on datetimes).
-_STRUCTURED = ("timeline", "information_requests", "drafts", "parts")
+_STRUCTURED = (
+    "timeline",
+    "information_requests",
+    "drafts",
+    "parts",
+    "deadline_changes",
+    "messages",
+)
 _SCALARS = [
     f.name
     for f in fields(Application)
@@ -60,6 +78,9 @@ _SCALARS = [
 _BACKFILL_BATCH = 500
 
 DueField = Literal["miss_due_at", "warn_due_at"]
+# The stored, indexed form of each due time the watcher claims by (epoch seconds).
+DUE_KEYS: dict[DueField, str] = {"miss_due_at": "miss_due_epoch", "warn_due_at": "warn_due_epoch"}
+WATCH_LEASE = "watch_lease"
 
 
 class NumberTaken(Exception):
@@ -98,14 +119,29 @@ def to_doc(state: Application, version: int) -> dict[str, Any]:
     doc["parts"] = [
         {**asdict(p), "outcome": p.outcome.value if p.outcome else None} for p in state.parts
     ]
+    doc["deadline_changes"] = [asdict(c) for c in state.deadline_changes]
+    doc["messages"] = [asdict(m) for m in state.messages]
     doc.update(derived(state))
     # Derived, indexed for the deadline watcher; a write always releases the watcher's lease.
     # The institution's list: escorted applicants first (1), then the rest (0).
     doc["priority_first"] = 1 if state.priority else 0
-    doc["miss_due_at"] = state.miss_due_at
-    doc["warn_due_at"] = state.warn_due_at
-    doc["watch_lease"] = 0.0
+    doc.update(due_times(state))
+    doc[WATCH_LEASE] = 0.0
     return doc
+
+
+def due_times(state: Application) -> dict[str, float | None]:
+    """When the deadline watcher must look at the record again, as indexed numbers (see the
+    module's note), None when there is nothing to watch."""
+    return {key: _epoch(getattr(state, due)) for due, key in DUE_KEYS.items()}
+
+
+def _epoch(when: datetime | None) -> float | None:
+    return None if when is None else _stamp(when)
+
+
+def _stamp(when: datetime) -> float:
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def from_doc(doc: dict[str, Any]) -> Application:
@@ -147,6 +183,10 @@ def from_doc(doc: dict[str, Any]) -> Application:
         Part(**{**p, "outcome": Outcome(p["outcome"]) if p.get("outcome") else None})
         for p in doc.get("parts") or ()
     )
+    values["deadline_changes"] = tuple(
+        DeadlineChange(**c) for c in doc.get("deadline_changes") or ()
+    )
+    values["messages"] = tuple(SentMessage(**m) for m in doc.get("messages") or ())
     return Application(**values)
 
 
@@ -284,10 +324,48 @@ class ApplicationStore:
         )
         await self.apps.create_index([("stage", ASCENDING), ("province_code", ASCENDING)])
         await self._backfill_derived()
-        await self.apps.create_index("miss_due_at")
-        await self.apps.create_index("warn_due_at")
+        await self._index_due_times()
         await self.misses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))
         await self.misses.create_index([("number_key", ASCENDING), ("at", ASCENDING)])
+
+    async def _index_due_times(self) -> None:
+        """The deadline watcher's indexes: each due time with the lease, so a claim reads only
+        what is due and not leased. Records written before the due times were numbers get them;
+        the datetime fields they replace lose their indexes."""
+        for key in DUE_KEYS.values():
+            await self.apps.create_index([(key, ASCENDING), (WATCH_LEASE, ASCENDING)])
+        while True:
+            found = self.apps.find({DUE_KEYS["miss_due_at"]: {"$exists": False}})
+            docs = [doc async for doc in found.limit(_BACKFILL_BATCH)]
+            if docs:
+                await self.apps.bulk_write(
+                    [
+                        UpdateOne(
+                            {"_id": doc["_id"], "version": doc.get("version", 0)},
+                            {
+                                "$set": {
+                                    **due_times(from_doc(doc)),
+                                    WATCH_LEASE: doc.get(WATCH_LEASE) or 0.0,
+                                },
+                                "$unset": {due: "" for due in DUE_KEYS},
+                            },
+                        )
+                        for doc in docs
+                    ],
+                    ordered=False,
+                )
+            if len(docs) < _BACKFILL_BATCH:
+                break
+        # By the name the server lists (nx-27017 names its indexes its own way).
+        stale = [{due: 1} for due in DUE_KEYS]
+        async for index in await self.apps.list_indexes():
+            if dict(index["key"]) in stale:
+                try:
+                    await self.apps.drop_index(index["name"])
+                except OperationFailure as exc:  # left behind, it only costs its upkeep
+                    log.warning(
+                        "old deadline index kept", extra={"index": index["name"], "error": str(exc)}
+                    )
 
     async def _backfill_derived(self) -> None:
         """Records written before the inbox's derived fields existed get them (their state is
@@ -396,11 +474,15 @@ class ApplicationStore:
     async def claim_due(
         self, due: DueField, now: datetime, lease_seconds: float
     ) -> Application | None:
-        """Take one application whose `due` time has come, so that no other process takes it."""
-        stamp = now.timestamp()
+        """Take one application whose `due` time has come, so that no other process takes it.
+
+        Answered from the index on (due time, lease): only due records are read, however many
+        are open; the write that settles one clears its due time and the lease together.
+        """
+        stamp = _stamp(now)
         doc = await self.apps.find_one_and_update(
-            {due: {"$lte": now}, "watch_lease": {"$lte": stamp}},
-            {"$set": {"watch_lease": stamp + lease_seconds}},
+            {DUE_KEYS[due]: {"$lte": stamp}, WATCH_LEASE: {"$lte": stamp}},
+            {"$set": {WATCH_LEASE: stamp + lease_seconds}},
             return_document=ReturnDocument.AFTER,
         )
         return from_doc(doc) if doc else None

@@ -69,6 +69,7 @@ class Step(StrEnum):
     forwarded = "forwarded"
     split_up = "split"
     part_answered = "part_answered"
+    extended = "extended"
 
 
 # What the citizen's timeline says for each step: never a staff member's name.
@@ -82,6 +83,7 @@ STEP_LABELS: dict[Step, str] = {
     Step.forwarded: "Başka kuruma aktarıldı",
     Step.split_up: "Bölümlere ayrıldı",
     Step.part_answered: "Bir bölüm cevaplandı",
+    Step.extended: "Cevap süresi uzatıldı",
 }
 
 

@@ -307,6 +307,8 @@ async def test_the_citizen_look_up_shows_no_personal_data_and_probing_is_fruitle
         "outcome",
         "answer",
         "timeline",
+        "deadline_paused",
+        "messages",
     }
     assert [t["status"] for t in body["timeline"]] == ["received", "routed"]
     for secret in (case.phone, case.phone[3:], FIRST_NAME, LAST_NAME, TCKN_MASKED, "phone"):
@@ -345,11 +347,14 @@ async def test_the_citizen_look_up_shows_no_personal_data_and_probing_is_fruitle
 
 async def test_an_escorted_applicant_heads_the_institutions_list_on_every_page(service):
     institution = f"TEST-{uuid.uuid4().hex[:8].upper()}"
-    soon = datetime.now(UTC) + timedelta(days=2)
     cases = [replace(new_case(), institution=institution) for _ in range(3)]
-    # The priority case has the latest deadline: it still comes first.
+    # The priority case has the latest deadline: it still comes first. Tracking computes the
+    # deadline from the receipt, so the receipts are days apart (a week apart: never the same
+    # business day, whatever holidays fall between).
+    start = datetime.now(UTC) - timedelta(days=21)
     for n, (case, priority) in enumerate(zip(cases, [None, None, Priority.gazi], strict=True)):
-        await registered(service, case, deadline_at=soon + timedelta(days=n), priority=priority)
+        received_at = start + timedelta(days=7 * n)
+        await registered(service, case, received_at=received_at, priority=priority)
     url = f"/api/v1/institutions/{institution}/applications"
     supervisor = service.token(Role.supervisor)
 

@@ -277,11 +277,21 @@ def test_an_answer_before_the_phone_is_known_sends_the_sms_when_it_arrives():
 
 def test_the_answer_sms_result_closes_only_when_sent_or_delivered():
     state = run(None, received(), routed(), response())
-    assert not apply(state, sms_result("failed"), "f").changed
-    assert not apply(state, sms_result("sent", key=f"{APP}:received:sms"), "x").changed
+    failed = apply(state, sms_result("failed"), "f").state
+    assert failed.status is Status.answered  # recorded for the status page, not closed
+    assert [(m.kind, m.status) for m in failed.messages] == [("answered", "failed")]
+    receipt = apply(state, sms_result("sent", key=f"{APP}:received:sms"), "x").state
+    assert receipt.status is Status.answered
+    assert [(m.kind, m.channel) for m in receipt.messages] == [("received", "sms")]
     closed = apply(state, sms_result("delivered"), "d")
     assert closed.state.status is Status.closed
+    assert closed.state.messages[-1].status == "delivered"
+    # Older news (sent after delivered) and repeats change nothing.
     assert not apply(closed.state, sms_result("sent"), "s").changed
+    assert not apply(closed.state, sms_result("delivered"), "d2").changed
+    # Institutions' e-mails are not the citizen's messages.
+    deadline_mail = sms_result("sent", key=f"{APP}:deadline:warning:2026-03-26T23:59:59:email")
+    assert not apply(state, deadline_mail, "w").changed
     assert domain.application_id_of_answer_sms(f"{APP}:answered:sms") == APP
     assert domain.application_id_of_answer_sms(f"{APP}:received:sms") is None
 
@@ -358,9 +368,11 @@ def test_a_missed_deadline_sets_the_flag_once_and_announces_it():
     assert all(not isinstance(e, DeadlineEvent) or e.kind != "missed" for e in before.events)
     missed = domain.check_deadline(state, state.deadline_at + timedelta(seconds=1))
     assert missed.changed and missed.state.overdue
-    deadline_event, flag = missed.events
+    deadline_event, flag, escalated = missed.events
     assert isinstance(deadline_event, DeadlineEvent) and deadline_event.kind == "missed"
     assert deadline_event.institution_code == "DENIZLI-BLD"
+    assert isinstance(escalated, DeadlineEvent) and escalated.kind == "escalated"
+    assert escalated.event_id != deadline_event.event_id
     assert isinstance(flag, StatusChanged) and flag.overdue and flag.status is Status.routed
     assert missed.state.miss_due_at is None
     assert not domain.check_deadline(missed.state, state.deadline_at + timedelta(days=3)).changed
@@ -372,11 +384,12 @@ def test_no_deadline_flag_once_answered():
     assert not domain.check_deadline(state, T0 + timedelta(days=30)).changed
 
 
-def test_the_warning_comes_one_business_day_before_once_per_deadline():
+def test_the_warning_comes_two_business_days_before_once_per_deadline():
     state = run(None, received(), routed())
     assert state.deadline_at is not None
     warn_at = domain.warning_time(state.deadline_at)
-    assert warn_at == state.deadline_at - timedelta(days=1)  # Thu 26 → Wed 25 March
+    assert warn_at == state.deadline_at - timedelta(days=2)  # Thu 26 → end of Tue 24 March
+    assert state.warn_due_at == warn_at
     assert not domain.check_deadline(state, warn_at - timedelta(seconds=1)).changed
     warned = domain.check_deadline(state, warn_at)
     (event,) = warned.events
@@ -387,10 +400,11 @@ def test_the_warning_comes_one_business_day_before_once_per_deadline():
 
 
 def test_the_warning_skips_the_bayram_and_the_weekend():
-    # Deadline Monday 23 March 2026: Fri 20 is Ramazan Bayramı, so the day before is Thu 19.
+    # Deadline Monday 23 March 2026: Fri 20 is Ramazan Bayramı, so the business day before is
+    # Thu 19 (its eve, a half day, is a business day) and the one before that Wed 18.
     deadline = datetime(2026, 3, 23, 23, 59, 59, tzinfo=ISTANBUL)
-    warn = domain.warning_time(deadline)
-    assert warn.astimezone(ISTANBUL).date() == date(2026, 3, 19)
+    assert domain.warning_time(deadline, 1).astimezone(ISTANBUL).date() == date(2026, 3, 19)
+    assert domain.warning_time(deadline).astimezone(ISTANBUL).date() == date(2026, 3, 18)
 
 
 def test_a_missed_deadline_after_a_return_blames_no_institution():
@@ -398,7 +412,97 @@ def test_a_missed_deadline_after_a_return_blames_no_institution():
     back = apply(state, domain.Return("DENIZLI-BLD", "Görev alanı dışında.", T0), "ret").state
     assert back.deadline_at is not None
     missed = domain.check_deadline(back, back.deadline_at + timedelta(seconds=1))
-    deadline_event, flag = missed.events
+    deadline_event, flag, _ = missed.events
     assert isinstance(deadline_event, DeadlineEvent) and deadline_event.institution_code is None
     assert isinstance(flag, StatusChanged) and flag.institution_code is None
     assert flag.status is Status.returned and flag.overdue
+
+
+# --- service levels, extension, the clock stopped for the citizen ------------------------------
+
+
+def test_an_information_request_gets_fifteen_business_days():
+    bilgi = received()
+    event = bilgi.event.model_copy(update={"application_type": "bilgi_edinme"})
+    state = run(None, domain.Receive(event, phone_enc="sealed", phone_index="idx"))
+    # 17 March … 6 April 2026, the Ramazan Bayramı (20 March) left out.
+    assert state.deadline_at == business_days.answer_deadline(T0, 15)
+
+
+def test_a_category_level_wins_over_the_type():
+    rules = business_days.DeadlineRules(by_category={"AYDINLATMA": 3})
+    state = apply(None, received(), "r", rules).state
+    assert state is not None and state.deadline_at == business_days.answer_deadline(T0, 7)
+    routed_state = apply(state, routed(), "x", rules).state
+    assert routed_state is not None
+    assert routed_state.deadline_at == business_days.answer_deadline(T0, 3)
+    decision = apply(state, routed(), "x", rules)
+    (change,) = decision.deadline_changes
+    assert change.reason == "service_level" and change.previous == state.deadline_at
+
+
+def test_one_extension_moves_the_deadline_and_is_announced():
+    state = run(None, received(), routed())
+    before = state.deadline_at
+    extend = domain.Extend(5, "Saha incelemesi gerekiyor.", "denetci-1", T0 + timedelta(days=1))
+    decision = apply(state, extend, "extension:1")
+    assert decision.state is not None
+    assert decision.state.deadline_at == business_days.answer_deadline(T0, 12)
+    (change,) = decision.deadline_changes
+    assert change.reason == "extension" and change.previous == before
+    event = domain.deadline_changed(decision.state, change)
+    assert event.kind == "changed" and event.deadline_at == decision.state.deadline_at
+    # A repeat changes nothing; a second extension is refused.
+    assert not apply(decision.state, extend, "extension:1").changed
+    with pytest.raises(domain.AlreadyExtended):
+        apply(decision.state, domain.Extend(2, "Bir kez daha.", "d", T0), "extension:1")
+
+
+def test_an_extension_after_a_miss_clears_the_flag_and_watches_again():
+    state = run(None, received(), routed())
+    assert state.deadline_at is not None
+    missed = domain.check_deadline(state, state.deadline_at + timedelta(hours=1)).state
+    assert missed.overdue and missed.miss_due_at is None
+    extend = domain.Extend(3, "Kurumun talebiyle.", "d", state.deadline_at + timedelta(hours=2))
+    again = apply(missed, extend, "extension:1").state
+    assert again is not None and not again.overdue
+    assert again.miss_due_at == business_days.answer_deadline(T0, 10)
+    late = domain.check_deadline(again, again.miss_due_at + timedelta(seconds=1))
+    ids = {e.event_id for e in late.events}
+    first = domain.check_deadline(state, state.deadline_at + timedelta(hours=1))
+    assert ids.isdisjoint({e.event_id for e in first.events})  # a second miss is news
+
+
+def test_waiting_for_the_citizen_stops_the_clock_and_gives_the_days_back():
+    state = run(None, received(), routed())
+    before = state.deadline_at
+    # Asked on Tue 17 March, replied on Mon 23 March: 18, 19 (eve), 23 given back (20 is a
+    # bayram day, 21–22 the weekend).
+    ask = domain.AskInformation(
+        "DENIZLI-BLD", "Lambanın direk numarasını yazar mısınız?", "memur", T0 + timedelta(days=1)
+    )
+    asked = apply(state, ask, "ask")
+    assert asked.state is not None and asked.state.clock_paused
+    assert asked.state.miss_due_at is None and asked.state.warn_due_at is None
+    (paused,) = asked.deadline_changes
+    assert paused.paused and paused.deadline_at == before
+    reply = domain.ProvideInformation("Direk no 42.", T0 + timedelta(days=7))
+    replied = apply(asked.state, reply, "information:1")
+    assert replied.state is not None and not replied.state.clock_paused
+    assert replied.state.deadline_at == business_days.answer_deadline(T0, 7 + 3)
+    (resumed,) = replied.deadline_changes
+    assert resumed.reason == "resumed" and resumed.previous == before
+
+
+def test_the_watcher_moves_a_deadline_when_a_leave_day_was_declared():
+    state = run(None, received(), routed())
+    assert state.deadline_at is not None and state.warn_due_at is not None
+    leave = business_days.Calendar(frozenset({date(2026, 3, 24)}))
+    decision = domain.check_deadline(
+        state, state.warn_due_at + timedelta(minutes=1), business_days.DeadlineRules(calendar=leave)
+    )
+    (event,) = decision.events
+    assert isinstance(event, DeadlineEvent) and event.kind == "changed"
+    assert event.reason == "calendar" and event.previous_deadline_at == state.deadline_at
+    assert decision.state.deadline_at == leave.answer_deadline(T0)
+    assert decision.state.deadline_at > state.deadline_at

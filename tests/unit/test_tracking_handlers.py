@@ -310,8 +310,9 @@ async def test_the_watcher_flags_a_missed_deadline_and_publishes_it(world):
     assert deadline is not None
     assert await tracking.check_deadlines(deadline + timedelta(minutes=1)) == 1
     assert store.apps[APP].overdue
-    (missed,) = bus.on(topics.DEADLINES)
+    missed, escalated = bus.on(topics.DEADLINES)
     assert missed.kind == "missed" and missed.institution_code == "PAMUKKALE-BLD"
+    assert escalated.kind == "escalated"
     assert bus.on(topics.STATUS)[-1].overdue
     assert await tracking.check_deadlines(deadline + timedelta(minutes=2)) == 0
 
