@@ -7,10 +7,16 @@ line per message it received from the bearerbox:
     2026-11-28 18:23:20 [8198] [0] DEBUG: Got message 1: <SENDER RECEIVER KIND PAYLOAD>
 
 KIND is `text` (GSM-7 coding: PAYLOAD is the text as raw UTF-8), `ucs-2` (PAYLOAD is the
-UTF-16-BE bytes, URL-encoded with "+" for a 0x20 byte), `data` (8-bit, URL-encoded) or, for
-each part of a concatenated SMS, `udh <URL-encoded UDH> data <URL-encoded part>`; that form
-does not say the coding, so parts are joined by the UDH reference and read as UCS-2 when they
-hold bytes below 0x09 (which UTF-8 text never does).
+UTF-16-BE bytes, URL-encoded with "+" for a 0x20 byte), `data` (8-bit, URL-encoded) or, for a
+message with a user data header (each part of a concatenated SMS, or a national shift table),
+`udh <URL-encoded UDH> data <URL-encoded part>`. That form does not say the coding, so parts
+are joined by the UDH's concatenation reference and read as UCS-2 when they hold bytes below
+0x09 or are not UTF-8 (GSM text is UTF-8 inside Kannel, and UTF-8 text has no such bytes).
+
+GSM text under a national shift table (UDH IE 0x25 locking, 0x24 single shift) is the
+default-alphabet spelling of its septets: Kannel's drivers map it onto the default alphabet
+(anything else becomes "?"), and the handset reads those septets in the national tables. The
+reader does the same, so it returns what the phone shows.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from stdnum.tr import tckimlik
 
 from services.common.auth import Role, issue_token
 from services.common.settings import Settings
+from services.notification import gsm
 from services.reporting.domain import SummaryFold
 
 
@@ -62,18 +69,36 @@ class FakeSms:
     receiver: str
     text: str
     parts: int
+    # The GSM tables the handset reads it with (national ones named in the UDH); None for
+    # UCS-2 and 8-bit data.
+    alphabet: gsm.Alphabet | None = gsm.DEFAULT
 
 
 def _unquote(payload: str) -> bytes:
     return unquote_to_bytes(payload.replace("+", " "))
 
 
-def _decode(data: bytes, ucs2: bool) -> str:
-    return data.decode("utf-16-be") if ucs2 else data.decode("utf-8", errors="replace")
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _looks_ucs2(data: bytes) -> bool:
-    return len(data) % 2 == 0 and any(byte < 0x09 for byte in data)
+    return len(data) % 2 == 0 and (any(byte < 0x09 for byte in data) or not _is_utf8(data))
+
+
+def _read(sender: str, receiver: str, data: bytes, alphabet: gsm.Alphabet, parts: int) -> FakeSms:
+    """One whole message: UCS-2, or GSM text read through the tables its header named."""
+    if _looks_ucs2(data):
+        return FakeSms(sender, receiver, data.decode("utf-16-be"), parts, None)
+    text = data.decode("utf-8", errors="replace")
+    if alphabet != gsm.DEFAULT:
+        septets = gsm.encode(text, gsm.DEFAULT, unknown="?")
+        text = gsm.decode(septets, alphabet)
+    return FakeSms(sender, receiver, text, parts, alphabet)
 
 
 def parse_fakesmsc(lines: list[str]) -> list[FakeSms]:
@@ -88,28 +113,28 @@ def parse_fakesmsc(lines: list[str]) -> list[FakeSms]:
         if kind == "text":
             messages.append(FakeSms(sender, receiver, payload, 1))
         elif kind == "ucs-2":
-            messages.append(FakeSms(sender, receiver, _decode(_unquote(payload), True), 1))
+            text = _unquote(payload).decode("utf-16-be")
+            messages.append(FakeSms(sender, receiver, text, 1, None))
         elif kind == "data":
             data = _unquote(payload)
-            messages.append(FakeSms(sender, receiver, _decode(data, _looks_ucs2(data)), 1))
+            if _looks_ucs2(data):
+                messages.append(FakeSms(sender, receiver, data.decode("utf-16-be"), 1, None))
+            else:
+                text = data.decode("utf-8", "replace")
+                messages.append(FakeSms(sender, receiver, text, 1, None))
         else:
             udh_text, _, data_text = payload.partition(" data ")
-            udh, data = _unquote(udh_text), _unquote(data_text)
-            if len(udh) >= 6 and udh[1] == 0x00:  # concatenation, 8-bit reference
-                ref, total, seq = udh[3], udh[4], udh[5]
-            elif len(udh) >= 7 and udh[1] == 0x08:  # concatenation, 16-bit reference
-                ref, total, seq = udh[3] << 8 | udh[4], udh[5], udh[6]
-            else:
-                messages.append(FakeSms(sender, receiver, _decode(data, _looks_ucs2(data)), 1))
+            header = gsm.read_user_data_header(_unquote(udh_text))
+            data = _unquote(data_text)
+            if header.reference is None:
+                messages.append(_read(sender, receiver, data, header.alphabet, 1))
                 continue
-            parts = pending.setdefault((sender, receiver, ref), {})
-            parts[seq] = data
-            if len(parts) == total:
-                del pending[(sender, receiver, ref)]
+            parts = pending.setdefault((sender, receiver, header.reference), {})
+            parts[header.sequence] = data
+            if len(parts) == header.total:
+                del pending[(sender, receiver, header.reference)]
                 joined = b"".join(parts[i] for i in sorted(parts))
-                messages.append(
-                    FakeSms(sender, receiver, _decode(joined, _looks_ucs2(joined)), total)
-                )
+                messages.append(_read(sender, receiver, joined, header.alphabet, header.total))
     return messages
 
 

@@ -9,71 +9,90 @@ import hmac
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from services.common.events import NotificationChannel
 from services.common.pii import mask_phone
+from services.notification import gsm
 
 # --- SMS encoding -------------------------------------------------------------------------------
 
-# GSM 03.38 default alphabet (3GPP TS 23.038, the unicode.org GSM0338 mapping), without ESC.
-# Of the Turkish letters only ö ü Ö Ü and Ç are in it; ç ş ğ ı İ Ş Ğ are not, so a text with
-# any of those must go out as UCS-2 (70 characters a segment instead of 160).
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-# Characters reached through the escape code: each costs two septets.
-GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
-
-GSM7_SINGLE, GSM7_MULTI = 160, 153  # septets in one SMS / in each part of a concatenated one
-UCS2_SINGLE, UCS2_MULTI = 70, 67  # UTF-16 code units, likewise
+# The GSM 03.38 default alphabet has ö ü Ö Ü Ç but not ç ş ğ ı İ Ş Ğ. Written with a Turkish
+# national language table (gsm.py) such a text still costs septets, not UCS-2's 16 bits a
+# character: the 95-character receipt is one SMS instead of two.
+UCS2_SINGLE, UCS2_MULTI = 70, 67  # UTF-16 code units in one SMS / in each part of a long one
 
 
 class SmsEncoding(StrEnum):
-    gsm7 = "gsm7"
+    gsm7 = "gsm7"  # the default alphabet, no header
+    gsm7_tr_single = "gsm7_tr_single"  # Turkish single shift table (UDH IE 0x24)
+    gsm7_tr_locking = "gsm7_tr_locking"  # Turkish locking shift table (UDH IE 0x25)
     ucs2 = "ucs2"
+
+    @property
+    def alphabet(self) -> gsm.Alphabet | None:
+        """The GSM tables it writes with; None for UCS-2."""
+        return _ALPHABETS.get(self)
 
     @property
     def kannel_coding(self) -> int:
         """Kannel's `coding` parameter: 0 = 7-bit GSM, 2 = UCS-2."""
-        return 0 if self is SmsEncoding.gsm7 else 2
+        return 2 if self is SmsEncoding.ucs2 else 0
 
 
-def choose_encoding(text: str) -> SmsEncoding:
-    """GSM-7 when every character is in GSM 03.38 (basic or extension), UCS-2 otherwise."""
-    for char in text:
-        if char not in GSM7_BASIC and char not in GSM7_EXTENSION:
-            return SmsEncoding.ucs2
-    return SmsEncoding.gsm7
+_ALPHABETS = {
+    SmsEncoding.gsm7: gsm.DEFAULT,
+    SmsEncoding.gsm7_tr_single: gsm.TURKISH_SINGLE,
+    SmsEncoding.gsm7_tr_locking: gsm.TURKISH_LOCKING,
+}
+
+# What Kannel (1.4.5) carries. Its 7-bit text is Unicode that every SMSC driver (and the
+# splitter, for each part of a long message) maps onto the default alphabet, so a locking
+# shift text goes as its default spelling (gsm.default_spelling) under the 0x25 header. A
+# single shift character is ESC + a septet the default extension table lacks (ş = ESC 0x73),
+# which no Unicode character maps to: Kannel sends "?" for it. So no single shift here; the
+# locking shift table writes every Turkish letter in one septet anyway.
+KANNEL_ENCODINGS = (SmsEncoding.gsm7, SmsEncoding.gsm7_tr_locking, SmsEncoding.ucs2)
+
+
+def choose_encoding(text: str, carried: tuple[SmsEncoding, ...] = KANNEL_ENCODINGS) -> SmsEncoding:
+    """The GSM alphabet among `carried` that sends the text in the fewest SMS (on a tie the
+    one listed first: the smaller header); UCS-2 only when none of them can write it."""
+    best: tuple[int, SmsEncoding] | None = None
+    for encoding in carried:
+        alphabet = encoding.alphabet
+        if alphabet is None:
+            continue
+        count = gsm.part_count(text, alphabet)
+        if count is not None and (best is None or count < best[0]):
+            best = (count, encoding)
+    return best[1] if best else SmsEncoding.ucs2
 
 
 def sms_units(text: str, encoding: SmsEncoding) -> int:
-    """Length as the network counts it: septets for GSM-7, UTF-16 code units for UCS-2."""
-    if encoding is SmsEncoding.gsm7:
-        return sum(2 if char in GSM7_EXTENSION else 1 for char in text)
-    return len(text.encode("utf-16-be")) // 2
+    """Length as the network counts it: septets for GSM-7 (an escaped character is two),
+    UTF-16 code units for UCS-2. gsm.NotEncodable if the GSM tables cannot write the text."""
+    alphabet = encoding.alphabet
+    if alphabet is None:
+        return len(text.encode("utf-16-be")) // 2
+    return len(gsm.encode(text, alphabet))
 
 
 def segment_count(text: str, encoding: SmsEncoding | None = None) -> int:
-    """How many SMS the text costs: GSM-7 160 / 153 per part, UCS-2 70 / 67 per part.
-
-    Concatenated parts lose room to the UDH header, hence 153 and 67. An empty text still
-    costs one SMS.
-    """
+    """How many SMS the text costs. GSM-7: 160 septets, or 153 a part once concatenated; a
+    national table's header takes room too (155 / 149). UCS-2: 70, or 67 a part. An empty text
+    still costs one SMS."""
     encoding = encoding or choose_encoding(text)
+    alphabet = encoding.alphabet
+    if alphabet is not None:
+        return len(gsm.parts(text, alphabet))
     units = sms_units(text, encoding)
-    single, multi = (
-        (GSM7_SINGLE, GSM7_MULTI) if encoding is SmsEncoding.gsm7 else (UCS2_SINGLE, UCS2_MULTI)
-    )
-    if units <= single:
-        return 1
-    return math.ceil(units / multi)
+    return 1 if units <= UCS2_SINGLE else math.ceil(units / UCS2_MULTI)
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,26 @@ class SmsShape:
 def sms_shape(text: str) -> SmsShape:
     encoding = choose_encoding(text)
     return SmsShape(encoding, sms_units(text, encoding), segment_count(text, encoding))
+
+
+@dataclass(frozen=True)
+class KannelText:
+    """A text as Kannel's sendsms takes it (with charset=UTF-8): `coding`, `text`, and the
+    user data header `udh` (b"" for none); Kannel adds the concatenation element itself."""
+
+    coding: int
+    text: str
+    udh: bytes
+
+
+def kannel_text(text: str, encoding: SmsEncoding) -> KannelText:
+    if encoding is SmsEncoding.ucs2:
+        return KannelText(encoding.kannel_coding, text, b"")
+    if encoding not in KANNEL_ENCODINGS:
+        raise ValueError(f"Kannel cannot carry {encoding.value} (see KANNEL_ENCODINGS)")
+    alphabet = _ALPHABETS[encoding]
+    spelled = gsm.default_spelling(gsm.encode(text, alphabet))
+    return KannelText(encoding.kannel_coding, spelled, alphabet.user_data_header())
 
 
 # --- recipients ---------------------------------------------------------------------------------
@@ -145,13 +184,23 @@ def mask_recipient(channel: str, address: str) -> str:
 
 
 class NotificationState(StrEnum):
-    """`sending` is written before the gateway is called; the rest after it answered."""
+    """Before a gateway is called: `queued` (taken, not yet tried), `held` (quiet hours) or
+    `retrying` (a gateway was away); each has a due time. `sending` is written just before the
+    gateway is called; the rest after it answered."""
 
+    queued = "queued"
+    held = "held"  # a non-urgent SMS asked for in quiet hours, due when they end
+    retrying = "retrying"  # a gateway was away: due again after a back-off
     sending = "sending"
     sent = "sent"  # the gateway accepted it
     delivered = "delivered"  # the handset confirmed (SMS delivery report)
     failed = "failed"
     uncertain = "uncertain"  # it may or may not have gone out: never resent, shown to operators
+    skipped = "skipped"  # an informational e-mail to an address that opted out: not sent
+
+
+# Nobody has called a gateway for these yet: whoever claims one first may send it.
+NOT_YET_SENT = (NotificationState.queued, NotificationState.held, NotificationState.retrying)
 
 
 class GatewayOutcome(StrEnum):
@@ -201,17 +250,21 @@ def state_after(outcome: GatewayOutcome) -> NotificationState:
     return NotificationState.failed
 
 
-ResultStatus = Literal["sent", "delivered", "failed"]
+ResultStatus = Literal["sent", "delivered", "failed", "skipped_optout"]
 
 
 def result_status(state: str) -> ResultStatus | None:
-    """The NotificationResult a state is announced with; `sending`/`uncertain` announce nothing."""
+    """The NotificationResult a state is announced with; the states on the way (queued, held,
+    retrying, sending) and `uncertain` announce nothing. Opting out is the only reason a
+    message is skipped."""
     if state == NotificationState.sent:
         return "sent"
     if state == NotificationState.delivered:
         return "delivered"
     if state == NotificationState.failed:
         return "failed"
+    if state == NotificationState.skipped:
+        return "skipped_optout"
     return None
 
 
@@ -259,6 +312,20 @@ class ReportEntry(BaseModel):
         return f"DLR {self.status} {self.name}" + (f": {self.answer}" if self.answer else "")
 
 
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _from_epoch(value: object) -> object:
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else value
+
+
+# A moment as a record keeps it. nx-27017 0.8.1 turns a date written by `$set` into naive UTC
+# text, which reads back as a naive datetime: it is UTC. Due times are stored as epoch seconds
+# (store.py), which sort and compare the same on every server.
+Moment = Annotated[datetime, BeforeValidator(_from_epoch), AfterValidator(_utc)]
+
+
 class MessageSummary(BaseModel):
     """Where one message stands, as an operator may see it: no recipient in clear."""
 
@@ -274,9 +341,31 @@ class MessageSummary(BaseModel):
     gateway_answer: str | None = None
     error: str | None = None
     uncertain_reason: str | None = None
-    created_at: datetime
-    sent_at: datetime | None = None
-    settled_at: datetime | None = None
+    created_at: Moment
+    sent_at: Moment | None = None
+    settled_at: Moment | None = None
+    # The template's version (templates/registry.json) and a fingerprint of its files.
+    template_version: int | None = None
+    template_fingerprint: str | None = None
+    urgent: bool = False
+    # While queued, held or retrying: when it is due; while sending: when its lease ends.
+    due_at: Moment | None = None
+    held_until: Moment | None = None
+    give_up_at: Moment | None = None
+    skip_reason: str | None = None
+    dead_lettered_at: Moment | None = None
+    # Attempts made before an operator's last resend: the retry cap counts the ones after.
+    retry_base: int = 0
+
+
+class Attempt(BaseModel):
+    """One call to a gateway, as a message's history keeps it."""
+
+    number: int
+    at: Moment
+    outcome: str  # GatewayOutcome
+    detail: str
+    next_at: Moment | None = None  # a transient failure: when it is tried again
 
 
 class Message(MessageSummary):
@@ -285,7 +374,13 @@ class Message(MessageSummary):
     request_event_id: str
     recipient_masked: str
     recipient_enc: str  # sealed: for an operator's investigation only
-    updated_at: datetime
+    updated_at: Moment
+    # What was rendered, sealed, while it may still be sent (queued, held, retrying).
+    content_enc: str | None = None
+    # The claim a process holds while it sends (a lease: see store.py).
+    lease: str | None = None
+    # By attempt number ("1", "2", ...); a map, as delivery_reports (store.py says why).
+    history: dict[str, Attempt] = {}
     settled_by: ReportEntry | None = None
     # By report status ("1", "2", ...): a repeated report overwrites itself.
     delivery_reports: dict[str, ReportEntry] = {}
@@ -298,6 +393,9 @@ class Message(MessageSummary):
         if self.settled_by is not None:
             return self.settled_by.detail
         return self.gateway_answer or self.error
+
+    def attempts_in_order(self) -> list[Attempt]:
+        return sorted(self.history.values(), key=lambda attempt: attempt.number)
 
 
 _B64_PREFIX = "b64."

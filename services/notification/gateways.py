@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 from email.message import Message
+from email.policy import SMTP as _SMTP_POLICY
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -78,17 +79,24 @@ class KannelGateway:
     async def send_sms(
         self, *, to: str, text: str, encoding: domain.SmsEncoding, dlr_url: str
     ) -> GatewayReply:
+        """coding=0 for GSM 7-bit: a Turkish locking shift text goes with its header in `udh`
+        and the text in its default-alphabet spelling, which Kannel maps septet for septet
+        (domain.kannel_text); coding=2 for UCS-2. Kannel cuts a long text into parts itself."""
+        sms = domain.kannel_text(text, encoding)
         params = {
             "username": self.settings.sms_username,
             "password": self.settings.sms_password,
             "from": self.settings.sms_sender,
             "to": to,
-            "text": text,
+            "text": sms.text,
             "charset": "UTF-8",
-            "coding": str(encoding.kannel_coding),
+            "coding": str(sms.coding),
             "dlr-mask": str(domain.DLR_MASK),
             "dlr-url": dlr_url,
         }
+        if sms.udh:
+            # Raw header octets (all below 0x80), percent-encoded on the way: %03%25%01%01.
+            params["udh"] = sms.udh.decode("ascii")
         started = time.perf_counter()
         try:
             async with self._client().get(self.settings.sms_gateway_url, params=params) as answer:
@@ -119,6 +127,7 @@ class SmtpGateway:
         self.settings = settings
         address = settings.smtp_sender.rpartition("<")[2].rstrip(">").strip()
         self.message_domain = address.rpartition("@")[2] or "acikkapi.local"
+        self.sender_address = address
         # Looked up once: aiosmtplib would ask the resolver on every connection.
         self.local_hostname = socket.getfqdn()
         self._slots = asyncio.Semaphore(connections)
@@ -136,27 +145,37 @@ class SmtpGateway:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 reply = GatewayReply(GatewayOutcome.transient, f"SMTP'ye ulaşılamadı: {exc}"[:500])
             else:
-                reply = await self._send_over(client, message)
+                reply = await self._send_over(client, message, to)
         GATEWAY_SECONDS.labels("email", reply.outcome.value).observe(time.perf_counter() - started)
         return reply
 
-    async def _send_over(self, client: aiosmtplib.SMTP, message: Message) -> GatewayReply:
-        """Sends on `client`; a connection goes back to the pool only after a message went
-        through it."""
+    async def _send_over(self, client: aiosmtplib.SMTP, message: Message, to: str) -> GatewayReply:
+        """Sends on `client`, one SMTP step at a time, because where a connection breaks
+        decides what may be retried: the server takes a message only when it answers the end
+        of DATA, so a break during MAIL or RCPT (a server restarted, a pooled connection it
+        closed) is transient, and only a break during DATA is ambiguous. A connection goes back
+        to the pool only after a message went through it."""
+        wire = message.as_bytes(policy=_SMTP_POLICY)
+        sending_data = False
         try:
-            _refused, answer = await client.send_message(message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [err.code for err in exc.recipients]
-            worst = max(codes) if codes else 550
-            reply = domain.classify_smtp_code(worst, "; ".join(str(e) for e in exc.recipients))
+            await client.mail(self.sender_address)
+            await client.rcpt(to)
+            sending_data = True
+            answer = await client.data(wire)
         except aiosmtplib.SMTPResponseException as exc:
+            # An explicit answer (4xx: not now; 5xx: never): nothing was taken.
             reply = domain.classify_smtp_code(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            # Dropped mid-dialogue or timed out: the server may already have queued it.
-            reply = GatewayReply(GatewayOutcome.ambiguous, f"SMTP yanıt vermedi: {exc!r}"[:500])
+            if sending_data:
+                # Dropped or timed out during DATA: the server may already have queued it.
+                reply = GatewayReply(GatewayOutcome.ambiguous, f"SMTP yanıt vermedi: {exc!r}"[:500])
+            else:
+                reply = GatewayReply(
+                    GatewayOutcome.transient, f"SMTP bağlantısı ileti gitmeden koptu: {exc!r}"[:500]
+                )
         else:
             self._idle.append((client, time.monotonic()))
-            return GatewayReply(GatewayOutcome.accepted, f"250 {answer}"[:500])
+            return GatewayReply(GatewayOutcome.accepted, f"{answer.code} {answer.message}"[:500])
         client.close()
         return reply
 

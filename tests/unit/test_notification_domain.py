@@ -19,8 +19,14 @@ from services.notification.domain import (
 
 
 @pytest.mark.parametrize("letter", ["ş", "ğ", "ı", "İ", "Ş", "Ğ", "ç"])
-def test_turkish_letters_outside_gsm_force_ucs2(letter: str):
-    assert domain.choose_encoding(f"Basvuru {letter}") is SmsEncoding.ucs2
+def test_turkish_letters_outside_the_default_alphabet_take_the_turkish_table(letter: str):
+    assert domain.choose_encoding(f"Basvuru {letter}") is SmsEncoding.gsm7_tr_locking
+    assert SmsEncoding.gsm7_tr_locking.kannel_coding == 0
+
+
+@pytest.mark.parametrize("char", ["ب", "🙂", "я"])
+def test_characters_no_gsm_table_has_force_ucs2(char: str):
+    assert domain.choose_encoding(f"Başvuru {char}") is SmsEncoding.ucs2
     assert SmsEncoding.ucs2.kannel_coding == 2
 
 
@@ -43,14 +49,15 @@ def test_gsm7_segments(length: int, segments: int):
     ("length", "segments"), [(1, 1), (70, 1), (71, 2), (134, 2), (135, 3), (201, 3), (202, 4)]
 )
 def test_ucs2_segments(length: int, segments: int):
-    text = "ş" * length
+    text = "ب" * length
     assert domain.segment_count(text) == segments
 
 
-def test_one_turkish_letter_turns_a_long_gsm_text_into_ucs2_segments():
+def test_one_turkish_letter_keeps_a_long_text_in_one_gsm_segment():
     text = "a" * 100
     assert domain.segment_count(text) == 1
-    assert domain.sms_shape(text + "ı") == domain.SmsShape(SmsEncoding.ucs2, 101, 2)
+    assert domain.sms_shape(text + "ı") == domain.SmsShape(SmsEncoding.gsm7_tr_locking, 101, 1)
+    assert domain.segment_count(text + "ı", SmsEncoding.ucs2) == 2
 
 
 def test_extension_characters_can_push_a_gsm_text_over_one_segment():
