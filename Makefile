@@ -27,7 +27,7 @@ MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
 	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py tests/browser/conftest.py
 
-.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer
+.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -116,8 +116,16 @@ bench-cost: ## CPU and Kafka messages one application costs the running stack (`
 bench-scale: ## the drain with 1, 2 and 3 routing and tracking processes (`make run` first)
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/scale_out.py
 
+# SIZES: the open applications at each step (a quick run: `make bench-deadlines SIZES=2000,20000`).
+bench-deadlines: ## a deadline-watcher pass with 10k, 100k and 1M open applications (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; \
+	$(PY) bench/deadlines.py $(if $(SIZES),--sizes $(SIZES))
+
 bench-chaos: install ## 10,000 applications at 200/s, every service killed once, on a stack of its own
 	@$(PY) bench/chaos.py
 
 bench-routing: install ## routing's learned suggestions vs keywords on held-out texts, offline (no stack)
 	@$(PY) bench/routing_eval.py
+
+bench-sms: ## SMS segments per template before/after the Turkish GSM tables, offline (no stack)
+	@$(PY) bench/sms_encoding.py

@@ -307,6 +307,9 @@ class Stack:
             "AK_SMTP_HOST": "127.0.0.1",
             "AK_SMTP_PORT": str(self.settings.smtp_port),
             "AK_PUBLIC_TRACKING_URL": f"http://127.0.0.1:{self.service_ports['tracking']}/takip",
+            # Quiet hours hold citizens' SMS overnight (docs/notifications.md): a local stack
+            # and its tests send at any hour unless AK_SMS_QUIET_HOURS asks for them.
+            "AK_SMS_QUIET_HOURS": os.environ.get("AK_SMS_QUIET_HOURS", ""),
             "AK_ZOOKEEPER_PORT": str(local.zookeeper_port),
             "AK_KANNEL_ADMIN_PORT": str(local.kannel_admin_port),
             "AK_KANNEL_SMSBOX_PORT": str(local.kannel_smsbox_port),

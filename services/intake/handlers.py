@@ -181,13 +181,41 @@ def received_events(
     return received, sms
 
 
+def receipt_email(app: RegisteredApplication, tracking_url: str) -> NotificationRequest | None:
+    """The receipt by e-mail too, when the applicant gave an address (an informational e-mail:
+    it carries an unsubscribe link, and is not sent to an address that used one)."""
+    if not app.applicant.email:
+        return None
+    key = f"{app.application_id}:received:email"
+    return NotificationRequest(
+        event_id=uuid.uuid5(_EVENT_NAMESPACE, key),
+        occurred_at=app.received_at,
+        producer=PRODUCER,
+        application_id=app.application_id,
+        application_number=app.application_number,
+        idempotency_key=key,
+        channel=NotificationChannel.email,
+        to=app.applicant.email,
+        template="application_received",
+        params={
+            "application_number": app.application_number,
+            "tracking_url": tracking_url,
+            "received_at": app.received_at.isoformat(),
+        },
+    )
+
+
 def received_messages(app: RegisteredApplication, tracking_url: str) -> list[Outgoing]:
-    """The two events of a registration, keyed, ready for the outbox."""
+    """The events of a registration, keyed, ready for the outbox: `received`, the receipt SMS
+    and, when the applicant gave an address, the receipt e-mail."""
     received, sms = received_events(app, tracking_url)
-    return [
+    messages = [
         Outgoing.of(topics.RECEIVED, received, app.application_id),
         Outgoing.of(topics.NOTIFICATION_REQUESTS, sms, sms.idempotency_key),
     ]
+    if (email := receipt_email(app, tracking_url)) is not None:
+        messages.append(Outgoing.of(topics.NOTIFICATION_REQUESTS, email, email.idempotency_key))
+    return messages
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from fastapi import FastAPI
 from services.common.pii import PiiCipher
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
-from services.notification import api
+from services.notification import api, optout
 from services.notification.gateways import KannelGateway, SmtpGateway
 from services.notification.handlers import SERVICE, Notifier
-from services.notification.messaging import register, result_publisher
+from services.notification.messaging import register
 from services.notification.rendering import Renderer
 from services.notification.store import NotificationStore
 
@@ -28,7 +28,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         renderer=Renderer(),
         sms=sms,
         email=smtp,
-        publish=result_publisher(service.publisher),
+        publisher=service.publisher,
     )
     register(broker, notifier, settings, group_id=consumer_group)
 
@@ -43,11 +43,17 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     app = service.app(
         title="Açık Kapı — bildirim servisi",
         description=(
-            "Vatandaşa SMS (Kannel) ve kurumlara e-posta (SMTP) gönderir; her bildirim anahtarı "
-            "en fazla bir kez gönderilir. Teslim raporlarını Kannel'den alır."
+            "Vatandaşa SMS (Kannel) ve e-posta, kurumlara e-posta (SMTP) gönderir; her bildirim "
+            "anahtarı en fazla bir kez gönderilir. Ağ geçidi geçici olarak ulaşılamazsa artan "
+            "aralıklarla yeniden dener; acil olmayan SMS'leri sessiz saatlerde sabaha bekletir; "
+            "bilgilendirme e-postalarından ayrılan adreslere bu e-postaları göndermez. Teslim "
+            "raporlarını Kannel'den alır; şablonları sürümleriyle listeler ve önizler."
         ),
-        routers=[api.router],
-        on_startup=[store.ensure_indexes],
+        routers=[api.router, optout.router],
+        on_startup=[store.ensure_indexes, notifier.outbox.ensure_indexes],
+        # In every process: what is due (retries, held SMS, queued messages a dead process left)
+        # and the results a crash left in a record's outbox.
+        background=[notifier.run_due, notifier.outbox.run_relay],
         on_shutdown=[close_http_client],
     )
     app.state.notifier = notifier

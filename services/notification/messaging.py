@@ -1,5 +1,6 @@
 """Notification on the bus: it consumes `acikkapi.notifications.requests` and publishes
-NotificationResult on `acikkapi.notifications.results`, keyed by the idempotency key."""
+NotificationResult on `acikkapi.notifications.results`, keyed by the idempotency key (and a
+message given up after its retries on the requests' dead-letter topic)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from faststream.kafka import KafkaBroker
 
 from services.common import topics
 from services.common.events import NotificationRequest, NotificationResult
-from services.common.messaging import Outgoing, Publisher, declare_publisher, subscribe
+from services.common.messaging import declare_publisher, subscribe
 from services.common.settings import Settings
-from services.notification.handlers import SERVICE, Notifier, Publish
+from services.notification.handlers import SERVICE, Notifier
 
 
 def register(
@@ -22,21 +23,11 @@ def register(
         notifier.handle_requests,
         service=SERVICE,
         settings=settings,
-        group_id=group_id,
+        group_id=group_id or settings.notification_consumer_group or None,
     )
     declare_publisher(
         broker,
         topics.NOTIFICATION_RESULTS,
         NotificationResult,
-        "sent / delivered / failed / skipped_duplicate for each idempotency key",
+        "sent / delivered / failed / skipped_duplicate / skipped_optout for each idempotency key",
     )
-
-
-def result_publisher(publisher: Publisher) -> Publish:
-    async def publish_results(results: list[NotificationResult]) -> None:
-        await publisher.send_all(
-            Outgoing.of(topics.NOTIFICATION_RESULTS, result, result.idempotency_key)
-            for result in results
-        )
-
-    return publish_results

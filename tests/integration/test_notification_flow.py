@@ -46,6 +46,7 @@ if not DATA_DIR:
 FAKESMSC_OUT = Path(DATA_DIR) / "fakesmsc.out"
 MAILDIR = Path(DATA_DIR) / "mail"
 TRACKING_URL = "http://127.0.0.1:8003/takip"
+RECEIVED_AT = "2026-03-02T07:15:00+00:00"
 PHONE = "+905321234567"
 
 
@@ -65,7 +66,14 @@ async def service(settings: Settings) -> AsyncIterator[ServiceUnderTest]:
     )
 
     port = free_port()
-    service_settings = settings.model_copy(update={"sms_dlr_base_url": f"http://127.0.0.1:{port}"})
+    service_settings = settings.model_copy(
+        update={
+            "sms_dlr_base_url": f"http://127.0.0.1:{port}",
+            "notification_public_url": f"http://127.0.0.1:{port}",
+            # Whatever the hour of the run: quiet hours have tests of their own.
+            "sms_quiet_hours": "",
+        }
+    )
     app = build_app(service_settings, consumer_group=group)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
@@ -135,10 +143,11 @@ async def test_sms_is_sent_once_and_delivered(service: ServiceUnderTest):
     await send(settings, request)
 
     sent = await result(settings, key, "sent")
-    assert sent["segments"] == 2 and sent["application_id"] == request.application_id
+    # One SMS in GSM 7-bit with the Turkish locking shift table (it was two as UCS-2).
+    assert sent["segments"] == 1 and sent["application_id"] == request.application_id
     sms = await wait_for_sms(lambda m: number in m.text)
     assert sms.text == f"Açık Kapı: Başvurunuz alındı. Başvuru no: {number}. Takip: {TRACKING_URL}"
-    assert (sms.sender, sms.receiver, sms.parts) == (settings.sms_sender, "905321234567", 2)
+    assert (sms.sender, sms.receiver, sms.parts) == (settings.sms_sender, "905321234567", 1)
 
     # Kannel reports the fake SMSC's delivery on our dlr-url.
     delivered = await result(settings, key, "delivered")
@@ -151,7 +160,7 @@ async def test_sms_is_sent_once_and_delivered(service: ServiceUnderTest):
     body = response.json()
     assert body["state"] == "delivered"
     assert body["recipient"] == "+90 5** *** ** 67" and "5321234567" not in response.text
-    assert (body["encoding"], body["segments"]) == ("ucs2", 2)
+    assert (body["encoding"], body["segments"]) == ("gsm7_tr_locking", 1)
     assert 1 in {report["status"] for report in body["delivery_reports"]}
 
     # The same request again, as a producer retry would send it: announced, never sent.
@@ -247,3 +256,150 @@ async def test_callbacks_and_state_are_guarded(service: ServiceUnderTest):
     assert (await service.http.get(state)).status_code == 401
     institution = service.token(Role.institution, institution="PAMUKKALE_BLD")
     assert (await service.http.get(state, headers=institution)).status_code == 403
+
+
+def email_request(template: str, number: str, to: str, **params: Any) -> NotificationRequest:
+    application_id = str(uuid.uuid4())
+    kind = "received" if template == "application_received" else "answered"
+    return NotificationRequest(
+        application_id=application_id,
+        application_number=number,
+        producer="test",
+        idempotency_key=f"{application_id}:{kind}:email",
+        channel="email",
+        to=to,
+        template=template,
+        params={"application_number": number, "tracking_url": TRACKING_URL, **params},
+    )
+
+
+async def wait_for_mail(number: str, timeout: float = 20) -> list[Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            found = [m for m in read_maildir(MAILDIR) if number in str(m["Subject"])]
+            if found:
+                return found
+            await asyncio.sleep(0.2)
+
+
+async def test_receipt_email_unsubscribe_link_and_the_answer_that_still_comes(
+    service: ServiceUnderTest,
+):
+    settings = service.settings
+    address = f"vatandas.{uuid.uuid4().hex[:8]}@ornek.com.tr"
+    number = unique_number()
+    receipt = email_request("application_received", number, address, received_at=RECEIVED_AT)
+    await send(settings, receipt)
+    await result(settings, receipt.idempotency_key, "sent")
+    [mail] = await wait_for_mail(number)
+    assert mail["Subject"] == f"Açık Kapı: Başvurunuz alındı ({number})"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = str(mail["List-Unsubscribe"]).strip().strip("<>")
+    plain = mail.get_body(("plain",))
+    html = mail.get_body(("html",))
+    assert plain is not None and html is not None
+    text = plain.get_content()
+    assert number in text and TRACKING_URL in text and link in text
+    assert "02.03.2026 10:15" in text  # the moment it was received, on Istanbul's clock
+    assert "T.C." not in text and "Kimlik" not in text
+    assert link.replace("&", "&amp;") in html.get_content() or link in html.get_content()
+    assert address not in link
+
+    path = link.removeprefix(str(service.http.base_url).rstrip("/"))
+    page = await service.http.get(path)
+    assert page.status_code == 200 and "E-postalardan ayrıl" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    forged = await service.http.post(path[:-3] + "abc")
+    assert forged.status_code == 400 and "geçersiz" in forged.text
+    one_click = await service.http.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert one_click.status_code == 200 and "ayrıldınız" in one_click.text
+
+    # A later receipt to the same address (its case aside) is not sent; the answer still is.
+    second_number = unique_number()
+    second = email_request("application_received", second_number, address.upper())
+    await send(settings, second)
+    skipped = await result(settings, second.idempotency_key, "skipped_optout")
+    assert skipped["channel"] == "email"
+    answer = email_request(
+        "application_answered",
+        second_number,
+        address,
+        outcome_label="kısmen olumlu",
+        answer="Birinci satır.\n<b>ikinci</b> satır & son.",
+    )
+    await send(settings, answer)
+    await result(settings, answer.idempotency_key, "sent")
+    [answered] = await wait_for_mail(second_number)
+    assert answered["Subject"] == f"Açık Kapı: {second_number} numaralı başvurunuz yanıtlandı"
+    assert answered["List-Unsubscribe"] is None  # a legal reply: no opting out
+    answer_html = answered.get_body(("html",))
+    assert answer_html is not None
+    body = answer_html.get_content()
+    assert "Birinci satır.<br>\n&lt;b&gt;ikinci&lt;/b&gt; satır &amp; son." in body
+    assert "3071" in body and "4982" in body
+    assert len([m for m in read_maildir(MAILDIR) if second_number in str(m["Subject"])]) == 1
+
+
+async def test_templates_are_listed_with_versions_and_previewed(service: ServiceUnderTest):
+    http = service.http
+    assert (await http.get("/api/v1/templates")).status_code == 401
+    officer = service.token(Role.officer)
+    assert (await http.get("/api/v1/templates", headers=officer)).status_code == 403
+    supervisor = service.token(Role.supervisor)
+    listed = await http.get("/api/v1/templates", headers=supervisor)
+    assert listed.status_code == 200, listed.text
+    by_key = {(t["name"], t["channel"]): t for t in listed.json()}
+    receipt = by_key[("application_received", "email")]
+    assert receipt["version"] >= 1 and receipt["opt_out_allowed"] is True
+    assert by_key[("application_answered", "email")]["opt_out_allowed"] is False
+
+    sms = await http.get("/api/v1/templates/application_received/sms/preview", headers=supervisor)
+    assert sms.status_code == 200, sms.text
+    body = sms.json()
+    shape = domain.sms_shape(body["text"])
+    assert body["sms"] == {
+        "encoding": shape.encoding.value,
+        "units": shape.units,
+        "segments": shape.segments,
+    }
+    assert body["template"]["version"] == by_key[("application_received", "sms")]["version"]
+
+    mail = await http.post(
+        "/api/v1/templates/application_received/email/preview",
+        headers=supervisor,
+        json={"params": {"application_number": "20-2026-0000001-1", "tracking_url": "https://x"}},
+    )
+    assert mail.status_code == 200, mail.text
+    assert mail.json()["subject"] == "Açık Kapı: Başvurunuz alındı (20-2026-0000001-1)"
+    assert "/eposta/ayril?t=" in mail.json()["html"] and mail.json()["sms"] is None
+
+    missing = await http.post(
+        "/api/v1/templates/application_received/sms/preview", headers=supervisor, json={}
+    )
+    assert missing.status_code == 422
+    assert missing.json()["errors"][0]["field"] == "params"
+    assert "Eksik şablon parametresi" in missing.json()["errors"][0]["message"]
+    unknown = await http.get("/api/v1/templates/yok_boyle/sms/preview", headers=supervisor)
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["code"] == "unknown_template"
+
+
+async def test_only_an_administrator_resends_and_only_what_failed(service: ServiceUnderTest):
+    settings = service.settings
+    request = sms_request(unique_number())
+    await send(settings, request)
+    await result(settings, request.idempotency_key, "sent")
+    path = f"/api/v1/notifications/{request.idempotency_key}/resend"
+    supervisor = service.token(Role.supervisor)
+    assert (await service.http.post(path, headers=supervisor)).status_code == 403
+    refused = await service.http.post(path, headers=service.token(Role.admin))
+    assert refused.status_code == 409
+    assert refused.json()["errors"][0]["code"] == "not_resendable"
+    state = await service.http.get(
+        f"/api/v1/notifications/{request.idempotency_key}", headers=supervisor
+    )
+    assert [a["outcome"] for a in state.json()["history"]] == ["accepted"]
+    assert state.json()["template_version"] >= 1

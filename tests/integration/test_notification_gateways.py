@@ -164,3 +164,22 @@ async def test_smtp_codes(settings: Settings, answer: str, outcome: GatewayOutco
         controller.stop()
     assert reply.outcome is outcome
     assert reply.detail.startswith(answer[:3])
+
+
+async def test_smtp_connection_lost_before_data_is_transient_not_ambiguous(settings: Settings):
+    """A pooled connection the server dropped (a restart) fails at MAIL, before anything of
+    the message left: it may be sent again. Only a break during DATA is ambiguous."""
+    port = free_port()
+    smtp = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    gateway = SmtpGateway(smtp, connections=1, idle_check_seconds=3600.0)  # no NOOP first
+    controller = Controller(Counting(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        first = await gateway.send_email(to="kurum@denizli.gov.tr", rendered=MAIL)
+    finally:
+        controller.stop()  # the pooled connection is now dead
+    second = await gateway.send_email(to="kurum@denizli.gov.tr", rendered=MAIL)
+    await gateway.aclose()
+    assert first.outcome is GatewayOutcome.accepted
+    assert second.outcome is GatewayOutcome.transient, second.detail
+    assert "koptu" in second.detail or "ulaşılamadı" in second.detail
