@@ -33,7 +33,9 @@ def build_router(reporting: Reporting, settings: Settings) -> APIRouter:
         summary="İl ve dönem için başvuru özeti",
         description=(
             "Dönem, başvurunun alındığı gün (İstanbul saati) üzerinden, iki ucu dahil "
-            "süzülür; iki uç da isteğe bağlıdır. Valilik personeli oturum anahtarı gerekir."
+            "süzülür; iki uç da isteğe bağlıdır. Valilik personeli oturum anahtarı gerekir. "
+            "`ratings`: vatandaşların yanıtlara SMS bağlantısıyla verdiği puanlar (1–5): "
+            "sayı, ortalama ve dağılım; hem genel hem her kurum, kategori ve ilçe satırında."
         ),
     )
     async def summary(

@@ -27,6 +27,7 @@ from typing import Any
 from services.common.business_days import business_days_between
 from services.common.events import (
     ApplicationAwaitingRouting,
+    ApplicationRated,
     ApplicationReceived,
     ApplicationRouted,
     DeadlineEvent,
@@ -168,6 +169,12 @@ def patch_for_status(event: StatusChanged) -> Patch:
     return patch
 
 
+def patch_for_rating(event: ApplicationRated) -> Patch:
+    """The citizen's rating of the answer: given once per application (tracking holds it to
+    that), so a repeat of the event assigns the same values."""
+    return Patch(assign={"rating": event.rating, "rated_ms": to_ms(event.rated_at)})
+
+
 def patch_for_deadline(event: DeadlineEvent) -> Patch:
     patch = Patch()
     patch.at_least["deadline_ms"] = to_ms(event.deadline_at)
@@ -197,6 +204,7 @@ class ApplicationFacts:
     answered_ms: int | None
     deadline_ms: int | None
     overdue_flag: bool
+    rating: int | None = None
 
     @property
     def answered(self) -> bool:
@@ -264,7 +272,38 @@ def facts_from_document(doc: Mapping[str, Any]) -> ApplicationFacts:
         answered_ms=int(answered_ms) if answered_ms is not None else None,
         deadline_ms=int(deadline_ms) if deadline_ms is not None else None,
         overdue_flag=bool(doc.get("overdue")),
+        rating=int(doc["rating"]) if doc.get("rating") is not None else None,
     )
+
+
+RATINGS = tuple(range(1, 6))
+
+
+@dataclass
+class RatingTally:
+    """Citizens' ratings of the answers (1-5): how many, their mean, and how many of each."""
+
+    counts: dict[int, int] = field(default_factory=lambda: dict.fromkeys(RATINGS, 0))
+
+    def add(self, rating: int | None) -> None:
+        if rating in self.counts:
+            self.counts[rating] += 1
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def average(self) -> float | None:
+        total = self.count
+        return round(sum(r * n for r, n in self.counts.items()) / total, 2) if total else None
+
+    def flat(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "average": self.average,
+            "distribution": {str(r): n for r, n in self.counts.items()},
+        }
 
 
 @dataclass
@@ -279,11 +318,13 @@ class Tally:
     judged: int = 0
     days_sum: int = 0
     days_count: int = 0
+    ratings: RatingTally = field(default_factory=RatingTally)
 
     def add(self, facts: ApplicationFacts, now_ms: int) -> None:
         self.total += 1
         if facts.is_overdue(now_ms):
             self.overdue += 1
+        self.ratings.add(facts.rating)
         if not facts.answered:
             return
         self.answered += 1
@@ -315,6 +356,7 @@ class Tally:
             "overdue": self.overdue,
             "on_time_ratio": self.on_time_ratio,
             "mean_response_business_days": self.mean_response_business_days,
+            "ratings": self.ratings.flat(),
         }
 
 
@@ -382,6 +424,7 @@ class SummaryFold:
             "overdue": everything["overdue"],
             "on_time_ratio": everything["on_time_ratio"],
             "mean_response_business_days": everything["mean_response_business_days"],
+            "ratings": everything["ratings"],
             "by_institution": [
                 {
                     "institution_code": code,

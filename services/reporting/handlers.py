@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.events import (
+    ApplicationRated,
     ApplicationReceived,
     DeadlineEvent,
     RoutingOutcome,
@@ -17,6 +18,7 @@ from services.reporting.domain import (
     Patch,
     SummaryFold,
     patch_for_deadline,
+    patch_for_rating,
     patch_for_received,
     patch_for_routing,
     patch_for_status,
@@ -53,6 +55,10 @@ class Reporting:
     async def deadline_events(self, events: list[DeadlineEvent]) -> None:
         """Deadline warnings, misses or escalations: a miss marks the application overdue."""
         await self._apply([(e.application_id, patch_for_deadline(e)) for e in events])
+
+    async def applications_rated(self, events: list[ApplicationRated]) -> None:
+        """Citizens' ratings (1-5) of the answers, one per application."""
+        await self._apply([(e.application_id, patch_for_rating(e)) for e in events])
 
     async def summary(
         self, province_code: int | None, period: Period, now: datetime | None = None

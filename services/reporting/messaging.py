@@ -1,4 +1,4 @@
-"""Reporting's subscriptions: the four topics its read model is folded from (it publishes none)."""
+"""Reporting's subscriptions: the five topics its read model is folded from (it publishes none)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import functools
 from faststream.kafka import KafkaBroker
 
 from services.common import topics
-from services.common.events import ApplicationReceived, DeadlineEvent, RoutingOutcome, StatusChanged
+from services.common.events import (
+    ApplicationRated,
+    ApplicationReceived,
+    DeadlineEvent,
+    RoutingOutcome,
+    StatusChanged,
+)
 from services.common.messaging import subscribe
 from services.common.settings import Settings
 from services.reporting.handlers import Reporting
@@ -23,3 +29,4 @@ def register(
     each_topic(topics.ROUTED, RoutingOutcome, reporting.applications_routed)
     each_topic(topics.STATUS, StatusChanged, reporting.statuses_changed)
     each_topic(topics.DEADLINES, DeadlineEvent, reporting.deadline_events)
+    each_topic(topics.RATINGS, ApplicationRated, reporting.applications_rated)

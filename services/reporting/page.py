@@ -28,6 +28,15 @@ STATUS_LABELS = {
     "closed": "Kapandı",
 }
 UNKNOWN = "Henüz belli değil"
+# The words the rating page gives each point (services/tracking/rating_page.py), red to green.
+RATING_LABELS = {
+    "1": "1 — Hiç memnun değilim",
+    "2": "2 — Memnun değilim",
+    "3": "3 — Kararsızım",
+    "4": "4 — Memnunum",
+    "5": "5 — Çok memnunum",
+}
+RATING_COLORS = {"1": "#c62828", "2": "#ef6c00", "3": "#f9a825", "4": "#7cb342", "5": "#2e7d32"}
 PROVINCES = (
     "Adana Adıyaman Afyonkarahisar Ağrı Amasya Ankara Antalya Artvin Aydın Balıkesir Bilecik "
     "Bingöl Bitlis Bolu Burdur Bursa Çanakkale Çankırı Çorum Denizli Diyarbakır Edirne Elazığ "
@@ -223,10 +232,22 @@ def institution_label(item: dict[str, Any]) -> str:
     return str(item.get("institution_name") or item["institution_code"])
 
 
+def rated_institutions(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The institutions whose answers were rated, the most rated first."""
+    rated = [i for i in summary["by_institution"] if i["ratings"]["count"]]
+    return sorted(rated, key=lambda i: (-i["ratings"]["count"], institution_label(i)))
+
+
 def charts(summary: dict[str, Any]) -> dict[str, Markup]:
     outcomes = summary["outcomes"]
     top = summary["by_institution"][:15]
+    distribution = summary["ratings"]["distribution"]
     return {
+        "ratings": bar_chart(
+            [(RATING_LABELS[k], distribution[k], RATING_COLORS[k]) for k in RATING_LABELS],
+            "Vatandaşların yanıtlara verdiği puanlar",
+            label_width=220,
+        ),
         "outcomes": donut_chart(
             [(OUTCOME_LABELS[k], outcomes[k], OUTCOME_COLORS[k]) for k in OUTCOME_LABELS],
             "Sonuç dağılımı (yanıtlanan başvurular)",
@@ -263,6 +284,7 @@ _env.globals.update(
     STATUS_LABELS=STATUS_LABELS,
     UNKNOWN=UNKNOWN,
     institution_label=institution_label,
+    rated_institutions=rated_institutions,
     share=fmt_share,
 )
 

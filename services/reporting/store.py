@@ -27,6 +27,7 @@ _PROJECTION: dict[str, int] = {
         "answered_ms",
         "deadline_ms",
         "overdue",
+        "rating",
         *(status_field(s) for s in Status),
     )
 }

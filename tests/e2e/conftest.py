@@ -26,7 +26,7 @@ READS = {
     "routing": [topics.RECEIVED, topics.STATUS],
     "tracking": [topics.RECEIVED, topics.ROUTED, topics.RESPONSES, topics.NOTIFICATION_RESULTS],
     "notification": [topics.NOTIFICATION_REQUESTS],
-    "reporting": [topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES],
+    "reporting": [topics.RECEIVED, topics.ROUTED, topics.STATUS, topics.DEADLINES, topics.RATINGS],
 }
 
 

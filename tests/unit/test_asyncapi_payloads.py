@@ -28,6 +28,7 @@ EXPECTED = {
         "acikkapi.applications.routed": "RoutingOutcome",
         "acikkapi.applications.status": "StatusChanged",
         "acikkapi.deadlines": "DeadlineEvent",
+        "acikkapi.ratings": "ApplicationRated",
     },
 }
 

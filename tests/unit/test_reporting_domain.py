@@ -277,6 +277,7 @@ def test_summary_figures():
         "overdue": 2,
         "on_time_ratio": 0.75,
         "mean_response_business_days": 4.75,
+        "ratings": {"count": 0, "average": None, "distribution": dict.fromkeys("12345", 0)},
     }
     # Not yet routed: its own group, listed last.
     assert summary["by_institution"][-1]["institution_code"] is None

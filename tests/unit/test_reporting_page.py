@@ -84,7 +84,7 @@ def test_the_page_renders_turkish_figures_and_charts_and_escapes_names():
         period=parse_period("2024-03-01", "2024-03-31"),
         generated_at=NOW,
     )
-    assert html.count("<svg") == 4
+    assert html.count("<svg") == 5  # outcomes, ratings, institutions, channels, weeks
     assert "Denizli" in html
     assert "Sonuç dağılımı" in html and "Kurumlara göre" in html and "Kanallara göre" in html
     assert "Kısmen olumlu" in html
