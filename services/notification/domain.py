@@ -210,10 +210,25 @@ class GatewayOutcome(StrEnum):
     ambiguous = "ambiguous"  # the request left but no answer came back: it may have been sent
 
 
+# What a gateway says may quote the recipient ("550 5.1.1 <ayse@...>: Recipient address
+# rejected"); the detail is logged, stored beside the sealed recipient and published, so the
+# addresses and phone numbers in it are masked first.
+_EMAIL_IN_TEXT = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
+_PHONE_IN_TEXT = re.compile(r"\+?\d[\d ]{8,}\d")
+
+
+def redact(text: str) -> str:
+    """The text with every e-mail address and phone-number-like digit run masked."""
+    return _PHONE_IN_TEXT.sub("<telefon>", _EMAIL_IN_TEXT.sub("<e-posta>", text))
+
+
 @dataclass(frozen=True)
 class GatewayReply:
     outcome: GatewayOutcome
     detail: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", redact(self.detail))
 
 
 _KANNEL_ACCEPTED = ("0:", "3:", "Sent.")  # "0: Accepted for delivery", "3: Queued for later ..."

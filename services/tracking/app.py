@@ -90,6 +90,7 @@ def build_app(
         ],
         on_startup=[
             store.ensure_indexes,
+            morning.ensure_indexes,
             rating_store.ensure_indexes,
             calendar_keeper.load,
             calendar.start,

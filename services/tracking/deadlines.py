@@ -16,7 +16,12 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.tracking import domain
-from services.tracking.directory import Directory, institution_in, province_of_institution
+from services.tracking.directory import (
+    Directory,
+    category_in,
+    institution_in,
+    province_of_institution,
+)
 
 WARNING_TEMPLATE = "deadline_warning"
 MISSED_TEMPLATE = "deadline_missed"
@@ -108,7 +113,7 @@ def deadline_emails(
                 channel=NotificationChannel.email,
                 to=to.email,
                 template=template,
-                params=_params(state, event, to, holder, settings),
+                params=_params(state, event, to, holder, settings, _province(directory, state)),
             )
         )
     return out
@@ -120,15 +125,23 @@ def _params(
     to: Addressee,
     holder: Addressee | None,
     settings: Settings,
+    taxonomy: TaxonomyPublished | None,
 ) -> dict[str, object]:
     params: dict[str, object] = {
         "application_number": state.application_number,
-        "institution_name": holder.name if holder else (state.institution_name or "—"),
         "recipient_name": to.name,
         "deadline_at": event.deadline_at.isoformat(),
+        "warning_days": state.warning_days,
         "inbox_url": inbox_url(settings),
     }
-    for name in ("subject", "district", "category_code"):
+    if holder is not None:  # none: nobody holds it (waiting for routing, or given back)
+        params["institution_name"] = holder.name
+    category = (
+        category_in(taxonomy, state.category_code) if taxonomy and state.category_code else None
+    )
+    if category is not None:
+        params["category_name"] = category.name
+    for name in ("subject", "district"):
         value = getattr(state, name)
         if value:
             params[name] = value

@@ -290,9 +290,9 @@ class SentMessage:
 
 # The citizen's messages, by the kind their idempotency key names (`<id>:<kind>:...:<channel>`).
 CITIZEN_MESSAGES: dict[str, str] = {
-    "received": "Başvurunuzun alındığı",
-    "information": "Sizden ek bilgi istendiği",
-    "answered": "Başvurunuzun cevaplandığı",
+    "received": "Başvurunuzun alındığına dair",
+    "information": "Sizden ek bilgi istendiğine dair",
+    "answered": "Başvurunuzun cevaplandığına dair",
 }
 MESSAGE_STATUS_LABELS: dict[str, str] = {
     "sent": "gönderildi",
@@ -352,8 +352,10 @@ class Application:
     deadline_changes: tuple[DeadlineChange, ...] = ()
     # What the citizen was sent (shown on the status page).
     messages: tuple[SentMessage, ...] = ()
-    # The rules' warning distance when the deadline was last computed (the watcher's due time).
+    # The rules' warning distance when the deadline was last computed, and the warning time it
+    # gives on their calendar (leave days included).
     warning_days: int = DEFAULT_RULES.warning_days
+    warn_at: datetime | None = None
     # The application's text, for the institution's inbox (the citizen's own words).
     text: str | None = None
     # The institution's workflow (workflow.py).
@@ -384,23 +386,25 @@ class Application:
 
     @property
     def miss_due_at(self) -> datetime | None:
-        """When the deadline watcher must mark it overdue (None: nothing to watch)."""
+        """When the deadline watcher must mark it overdue (None: nothing to watch). A split
+        application is not watched itself: each part has its deadline."""
         if self.status in OPEN_STATUSES and not self.overdue and not self.clock_paused:
-            return self.deadline_at
+            return None if self.parts else self.deadline_at
         return None
 
     @property
     def warn_due_at(self) -> datetime | None:
-        """When the one-business-day warning is due (None: not due for this deadline)."""
+        """When the warning is due (None: not due for this deadline): `warn_at`, as the rules
+        put it on the calendar they computed the deadline with."""
         if self.status not in OPEN_STATUSES or self.overdue or self.deadline_at is None:
             return None
-        if self.clock_paused:
+        if self.clock_paused or self.parts:
             return None
         if self.warned_deadline is not None and _same_instant(
             self.warned_deadline, self.deadline_at
         ):
             return None
-        return warning_time(self.deadline_at, self.warning_days)
+        return self.warn_at or warning_time(self.deadline_at, self.warning_days)
 
     @property
     def clock_paused(self) -> bool:
@@ -691,10 +695,20 @@ def computed_deadline(state: Application, rules: DeadlineRules) -> datetime | No
 def settle_deadline(
     state: Application, rules: DeadlineRules, source: str, at: datetime
 ) -> Application:
-    """Put the deadline the rules give on the record; a move of a watched deadline (and the
-    clock stopping for a question) is recorded once, for the deadlines topic."""
-    if state.warning_days != rules.warning_days:
-        state = replace(state, warning_days=rules.warning_days)
+    """Put the deadline the rules give on the record, with its warning time; a move of a
+    watched deadline (and the clock stopping for a question) is recorded once, for the
+    deadlines topic."""
+    settled = _settle_deadline(state, rules, source, at)
+    deadline = settled.deadline_at
+    warn = warning_time(deadline, rules.warning_days, rules.calendar) if deadline else None
+    if (settled.warning_days, settled.warn_at) == (rules.warning_days, warn):
+        return settled
+    return replace(settled, warning_days=rules.warning_days, warn_at=warn)
+
+
+def _settle_deadline(
+    state: Application, rules: DeadlineRules, source: str, at: datetime
+) -> Application:
     if state.status not in OPEN_STATUSES:
         return state  # answered: the deadline is history
     if any(c.source == source for c in state.deadline_changes):
@@ -785,10 +799,9 @@ def _receive(state: Application | None, cmd: Receive, source: str) -> Applicatio
                 application_number=ev.application_number,
                 status=Status.received,
                 category_code=ev.category_code,
-                deadline_at=business_days.answer_deadline(ev.received_at),
             ),
             cmd,
-        )
+        )  # the deadline: settle_deadline, under the rules
         entry = TimelineEntry(Status.received, ev.received_at, None, 0, source)
         return replace(first, timeline=(entry,))
     if state.received_seen:
@@ -798,9 +811,7 @@ def _receive(state: Application | None, cmd: Receive, source: str) -> Applicatio
     merged = replace(
         _learn(state, cmd),
         category_code=state.category_code or ev.category_code,
-        deadline_at=state.deadline_at
-        if state.deadline_from_routing
-        else business_days.answer_deadline(ev.received_at),
+        deadline_at=state.deadline_at,
         timeline=_insert(state.timeline, late),
     )
     if merged.status is Status.answered and merged.answer_sms_source is None:
@@ -863,7 +874,11 @@ def _assign(state: Application, ev: ApplicationRouted) -> Application:
         category_code=ev.category_code,
         institution_code=ev.institution_code,
         institution_name=ev.institution_name,
-        deadline_at=ev.deadline_at,
+        # Routing's first deadline stands only until tracking knows the receipt; from then on
+        # tracking keeps it (extensions, questions to the citizen, leave days).
+        deadline_at=state.deadline_at
+        if state.received_seen and state.deadline_at
+        else ev.deadline_at,
         deadline_from_routing=True,
         routed_at=ev.occurred_at,
     )

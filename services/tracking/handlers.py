@@ -49,6 +49,9 @@ Deliver = Callable[[Iterable[Pending | None]], Awaitable[None]]
 # An institution may answer before routing's event reaches us (the topics are independent):
 # wait this long for the assignment before the answer is refused.
 RESPONSE_GRACE_SECONDS = 10.0
+# A notification result waits at most this long for intake's event (it is seconds behind at
+# most; the result itself changes no status but the answer SMS's, which comes long after).
+RESULT_GRACE_SECONDS = 2.0
 # After this many failed guesses of the phone digits, a number is locked for MISS_WINDOW.
 MAX_MISSES = 10
 WATCH_LEASE_SECONDS = 60.0
@@ -155,9 +158,19 @@ class Tracking:
             await self.on_response(event)
 
     async def on_notification_results(self, events: list[NotificationResult]) -> None:
-        """Answer SMS went out: those applications are closed."""
-        for event in events:
-            await self.on_notification_result(event)
+        """A citizen's messages went out (the status page lists them; the answer SMS closes
+        the application). A result may overtake intake's event on its own topic: those are
+        tried again together for the grace period, then let go (the message was sent; only
+        the status page's list lacks it)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + min(self.response_grace_seconds, RESULT_GRACE_SECONDS)
+        pending = events
+        while pending:
+            unknown = [event for event in pending if not await self.on_notification_result(event)]
+            if not unknown or loop.time() >= give_up:
+                return
+            await asyncio.sleep(0.5)
+            pending = unknown
 
     async def on_response(self, event: ApplicationResponse) -> None:
         """An institution answered: only the institution it is assigned to may. Where the
@@ -180,13 +193,14 @@ class Tracking:
             except domain.Refused as exc:
                 raise PermanentError(str(exc)) from exc
 
-    async def on_notification_result(self, event: NotificationResult) -> None:
+    async def on_notification_result(self, event: NotificationResult) -> bool:
         """A citizen's message went out (the status page lists it); the answer SMS closes the
-        application."""
+        application. False: tracking does not know the application (yet)."""
         found = domain.citizen_message_of(event.idempotency_key)
         if found is None:
-            return
-        await self._apply(found[0], event, f"notification:{event.event_id}")
+            return True
+        state = await self._apply(found[0], event, f"notification:{event.event_id}")
+        return state is not None
 
     # --- institutions ------------------------------------------------------------------------
 
@@ -522,7 +536,7 @@ class Tracking:
     # --- the deadline ------------------------------------------------------------------------
 
     async def check_deadlines(self, now: datetime) -> int:
-        """Flag missed deadlines and give the one-day warnings; safe with several processes."""
+        """Flag missed deadlines and give the warnings; safe with several processes."""
         done = 0
         due_fields: tuple[DueField, ...] = ("miss_due_at", "warn_due_at")
         for due in due_fields:

@@ -61,7 +61,10 @@ def register(
         broker, topics.STATUS, StatusChanged, "Every status transition, with a snapshot."
     )
     messaging.declare_publisher(
-        broker, topics.DEADLINES, DeadlineEvent, "One business day left (warning), or missed."
+        broker,
+        topics.DEADLINES,
+        DeadlineEvent,
+        "Business days left (warning), missed, escalated, or a recalculated deadline (changed).",
     )
     messaging.declare_publisher(
         broker,

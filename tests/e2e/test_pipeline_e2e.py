@@ -221,6 +221,8 @@ async def test_every_service_reports_health_readiness_metrics_and_its_documents(
             checks = {"kafka": True, "mongodb": True, "consumers": True}
             if name == "intake":
                 checks["taxonomy"] = True  # routing's provinces read
+            if name in ("routing", "tracking"):
+                checks["calendar"] = True  # the leave days read to the end
             assert ready.json()["checks"] == checks, name
             metrics = await http.get(f"{url}/metrics")
             assert "acikkapi_events_consumed_total" in metrics.text, name

@@ -191,3 +191,15 @@ def test_turkish_datetime_on_istanbul_clock(value, shown: str):
 def test_bad_date_is_a_value_error():
     with pytest.raises(ValueError, match="Geçersiz tarih"):
         short_datetime("yarın")
+
+
+def test_a_gateways_answer_never_carries_the_recipient():
+    reply = domain.classify_smtp_code(
+        550, "5.1.1 <ayse.yilmaz@example.org>: Recipient address rejected"
+    )
+    assert "ayse" not in reply.detail and "<e-posta>" in reply.detail
+    assert reply.detail.startswith("550 5.1.1")
+    kannel = domain.GatewayReply(domain.GatewayOutcome.rejected, "bad to 905321234567 refused")
+    assert "5321234567" not in kannel.detail and "<telefon>" in kannel.detail
+    # Application numbers and status codes stay readable.
+    assert domain.redact("20-2026-0000123-4 451") == "20-2026-0000123-4 451"

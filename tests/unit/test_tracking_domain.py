@@ -424,9 +424,14 @@ def test_a_missed_deadline_after_a_return_blames_no_institution():
 def test_an_information_request_gets_fifteen_business_days():
     bilgi = received()
     event = bilgi.event.model_copy(update={"application_type": "bilgi_edinme"})
-    state = run(None, domain.Receive(event, phone_enc="sealed", phone_index="idx"))
-    # 17 March … 6 April 2026, the Ramazan Bayramı (20 March) left out.
+    decision = apply(None, domain.Receive(event, phone_enc="sealed", phone_index="idx"), "r")
+    state = decision.state
+    assert state is not None
+    # 17 March … 7 April 2026, the Ramazan Bayramı (20 March) left out.
     assert state.deadline_at == business_days.answer_deadline(T0, 15)
+    assert state.deadline_at.astimezone(ISTANBUL).date() == date(2026, 4, 7)
+    # The first deadline is told with `received`: no move is announced.
+    assert decision.deadline_changes == () and state.deadline_changes == ()
 
 
 def test_a_category_level_wins_over_the_type():
@@ -506,3 +511,41 @@ def test_the_watcher_moves_a_deadline_when_a_leave_day_was_declared():
     assert event.reason == "calendar" and event.previous_deadline_at == state.deadline_at
     assert decision.state.deadline_at == leave.answer_deadline(T0)
     assert decision.state.deadline_at > state.deadline_at
+
+
+def test_the_warning_time_counts_the_leave_days():
+    leave = business_days.Calendar(frozenset({date(2026, 3, 25)}))
+    rules = business_days.DeadlineRules(calendar=leave)
+    state = apply(None, received(), "r", rules).state
+    assert state is not None and state.deadline_at is not None
+    # Deadline Fri 27 March (25 is closed); two business days before: end of Tue 24.
+    assert state.deadline_at.astimezone(ISTANBUL).date() == date(2026, 3, 27)
+    assert state.warn_due_at is not None
+    assert state.warn_due_at.astimezone(ISTANBUL).date() == date(2026, 3, 24)
+
+
+def test_routing_again_after_an_extension_keeps_the_extended_deadline():
+    state = run(None, received(), routed())
+    extended = apply(state, domain.Extend(5, "Saha incelemesi.", "d", T0), "extension:1").state
+    assert extended is not None
+    back = apply(extended, domain.Return("DENIZLI-BLD", "Görev alanı dışında.", T0), "ret").state
+    again = apply(back, routed("MEB", at=T0 + timedelta(hours=2)), "second")
+    assert again.state is not None
+    assert again.state.deadline_at == extended.deadline_at
+    assert again.deadline_changes == ()
+
+
+def test_a_split_application_is_not_watched_its_parts_are():
+    state = run(None, received(), routed())
+    split = domain.Split(
+        "DENIZLI-BLD",
+        (domain.SplitPart("Lamba", "DENIZLI-BLD"), domain.SplitPart("Kaldırım", "MEB")),
+        None,
+        "memur",
+        T0 + timedelta(hours=1),
+    )
+    parent = apply(state, split, "split").state
+    assert parent is not None and parent.parts
+    assert parent.miss_due_at is None and parent.warn_due_at is None
+    part = domain.new_part(parent, parent.parts[0], T0 + timedelta(hours=1))
+    assert part.deadline_at == parent.deadline_at
