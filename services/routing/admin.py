@@ -20,6 +20,12 @@ from pydantic import BaseModel
 
 from services.common.auth import Principal, forbidden, require_roles
 from services.common.errors import field_error
+from services.common.preconditions import (
+    etag,
+    precondition_required,
+    version_conflict,
+)
+from services.common.preconditions import expected_version as expected_of
 from services.common.provinces import province_name
 from services.routing import taxonomy_edits as edits
 from services.routing.domain import Taxonomy
@@ -236,35 +242,9 @@ ExpectedQuery = Annotated[
 ]
 
 
-def _etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def _expected(if_match: str | None, query: int | None, body: int | None = None) -> int | None:
-    for given in (body, query):
-        if given is not None:
-            return given
-    if if_match is None or not if_match.strip():
-        return None
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    try:
-        return int(tag)
-    except ValueError:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=[
-                field_error(
-                    "If-Match",
-                    "invalid_version",
-                    'If-Match bir sürüm numarası olmalıdır, ör. If-Match: "7".',
-                )
-            ],
-        ) from None
-
-
 def _result(outcome: Outcome, response: Response) -> ChangeResult:
     version = outcome.version
-    response.headers["ETag"] = _etag(version.version)
+    response.headers["ETag"] = etag(version.version)
     return ChangeResult(
         province_code=version.province_code,
         version=version.version,
@@ -286,18 +266,7 @@ def _refusal(exc: Exception) -> HTTPException:
             status.HTTP_404_NOT_FOUND, detail=[field_error(None, "not_found", str(exc))]
         )
     if isinstance(exc, PreconditionRequired):
-        return HTTPException(
-            status.HTTP_428_PRECONDITION_REQUIRED,
-            detail=[
-                field_error(
-                    "If-Match",
-                    "version_required",
-                    "Değişikliğin hangi sürüm üzerinde yapıldığı belirtilmeli: If-Match "
-                    'başlığında (ör. If-Match: "7") ya da expected_version alanında. Güncel '
-                    "sürüm, görev dağılımının GET yanıtındaki ETag'dir.",
-                )
-            ],
-        )
+        return precondition_required("görev dağılımının")
     if isinstance(exc, VersionConflict):
         current = exc.current
         who = (
@@ -306,19 +275,17 @@ def _refusal(exc: Exception) -> HTTPException:
             if current
             else ""
         )
-        return HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=[
-                field_error(
-                    "If-Match",
-                    "version_conflict",
-                    "Görev dağılımı siz düzenlerken başka biri tarafından değiştirildi; "
-                    f"değişikliğiniz kaydedilmedi.{who} Güncel hâli okuyup değişikliğinizi "
-                    "yeniden uygulayın.",
-                )
-            ],
-            headers={"ETag": _etag(current.version)} if current else None,
+        message = (
+            "Görev dağılımı siz düzenlerken başka biri tarafından değiştirildi; "
+            f"değişikliğiniz kaydedilmedi.{who} Güncel hâli okuyup değişikliğinizi "
+            "yeniden uygulayın."
         )
+        if current is None:
+            return HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=[field_error("If-Match", "version_conflict", message)],
+            )
+        return version_conflict(current.version, message)
     assert isinstance(exc, edits.Rejected)
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=exc.errors)
 
@@ -364,7 +331,7 @@ def build_admin_router(admin: TaxonomyAdmin) -> APIRouter:
             head = await admin.current(province_code)
         except UnknownProvince as exc:
             raise _refusal(exc) from exc
-        response.headers["ETag"] = _etag(head.version)
+        response.headers["ETag"] = etag(head.version)
         taxonomy = head.document.taxonomy
         return CurrentTaxonomy(
             province_code=taxonomy.province_code,
@@ -440,7 +407,7 @@ def build_admin_router(admin: TaxonomyAdmin) -> APIRouter:
         expected_version: ExpectedQuery = None,
     ) -> ChangeResult:
         _own_province(principal, province_code)
-        expected = _expected(if_match, expected_version)
+        expected = expected_of(if_match, expected_version)
         try:
             outcome = await admin.load(province_code, data, expected, principal)
         except REFUSED as exc:
@@ -557,7 +524,7 @@ def _resource_routes(router: APIRouter, change: ChangeRoute, resource: Resource)
         return await change(
             province_code,
             principal,
-            _expected(if_match, expected_version, body.expected_version),
+            expected_of(if_match, body.expected_version, expected_version),
             f"{resource.action}.create",
             lambda draft: resource.add(draft, body),
             response,
@@ -575,7 +542,7 @@ def _resource_routes(router: APIRouter, change: ChangeRoute, resource: Resource)
         return await change(
             province_code,
             principal,
-            _expected(if_match, expected_version, body.expected_version),
+            expected_of(if_match, body.expected_version, expected_version),
             f"{resource.action}.update",
             lambda draft: resource.update(draft, code.upper(), body),
             response,
@@ -593,7 +560,7 @@ def _resource_routes(router: APIRouter, change: ChangeRoute, resource: Resource)
         return await change(
             province_code,
             principal,
-            _expected(if_match, expected_version),
+            expected_of(if_match, expected_version),
             f"{resource.action}.retire",
             lambda draft: resource.retire(draft, code.upper(), transfer),
             response,
