@@ -81,6 +81,10 @@ DueField = Literal["miss_due_at", "warn_due_at"]
 # The stored, indexed form of each due time the watcher claims by (epoch seconds).
 DUE_KEYS: dict[DueField, str] = {"miss_due_at": "miss_due_epoch", "warn_due_at": "warn_due_epoch"}
 WATCH_LEASE = "watch_lease"
+# Set on every record whose due times are numbers. The backfill looks for records without it:
+# nx-27017 matches `{field: {"$exists": false}}` for a field stored as null, which a due time
+# with nothing to watch is, so the due fields themselves cannot say what is done.
+DUE_MARK = "due_epochs"
 
 
 class NumberTaken(Exception):
@@ -126,6 +130,7 @@ def to_doc(state: Application, version: int) -> dict[str, Any]:
     # The institution's list: escorted applicants first (1), then the rest (0).
     doc["priority_first"] = 1 if state.priority else 0
     doc.update(due_times(state))
+    doc[DUE_MARK] = 1
     doc[WATCH_LEASE] = 0.0
     return doc
 
@@ -335,16 +340,17 @@ class ApplicationStore:
         for key in DUE_KEYS.values():
             await self.apps.create_index([(key, ASCENDING), (WATCH_LEASE, ASCENDING)])
         while True:
-            found = self.apps.find({DUE_KEYS["miss_due_at"]: {"$exists": False}})
+            found = self.apps.find({DUE_MARK: {"$exists": False}})
             docs = [doc async for doc in found.limit(_BACKFILL_BATCH)]
             if docs:
-                await self.apps.bulk_write(
+                result = await self.apps.bulk_write(
                     [
                         UpdateOne(
                             {"_id": doc["_id"], "version": doc.get("version", 0)},
                             {
                                 "$set": {
                                     **due_times(from_doc(doc)),
+                                    DUE_MARK: 1,
                                     WATCH_LEASE: doc.get(WATCH_LEASE) or 0.0,
                                 },
                                 "$unset": {due: "" for due in DUE_KEYS},
@@ -354,6 +360,8 @@ class ApplicationStore:
                     ],
                     ordered=False,
                 )
+                if result.matched_count == 0:
+                    break  # each was rewritten meanwhile, by a process that marks it
             if len(docs) < _BACKFILL_BATCH:
                 break
         # By the name the server lists (nx-27017 names its indexes its own way).
