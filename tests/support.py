@@ -21,12 +21,13 @@ reader does the same, so it returns what the phone shows.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import mailbox
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -174,3 +175,20 @@ def summarize(docs: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any
     for doc in docs:
         fold.add(doc)
     return fold.result()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float, interval: float = 0.2
+) -> Any:
+    """Poll until `check` returns something truthy (an assertion inside counts as not yet)."""
+    last: Exception | None = None
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                result = await check()
+                if result:
+                    return result
+            except AssertionError as exc:
+                last = exc
+            await asyncio.sleep(interval)
+    raise AssertionError(f"not reached: {last}")  # pragma: no cover

@@ -29,6 +29,7 @@ from services.routing.app import build_app as build_routing
 from services.routing.lifecycle import RoutingFile
 from services.routing.taxonomy import default_registry
 from services.tracking.app import build_app as build_tracking
+from tests import support
 from tests.conftest import Tap, fresh_consumer_group, produce
 from tests.support import bearer
 
@@ -125,17 +126,7 @@ class Case:
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = WAIT) -> Any:
-    last: Exception | None = None
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                result = await check()
-                if result:
-                    return result
-            except AssertionError as exc:
-                last = exc
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"not reached: {last}")  # pragma: no cover
+    return await support.eventually(check, timeout, interval=0.1)
 
 
 async def registered(

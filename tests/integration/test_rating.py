@@ -27,6 +27,7 @@ from services.common.settings import Settings
 from services.reporting.app import build_app as build_reporting
 from services.tracking import rating
 from services.tracking.app import build_app as build_tracking
+from tests import support
 from tests.conftest import Tap, fresh_consumer_group, produce
 from tests.support import bearer
 
@@ -93,17 +94,7 @@ def new_case() -> Case:
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = WAIT) -> Any:
-    last: Exception | None = None
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                result = await check()
-                if result:
-                    return result
-            except AssertionError as exc:
-                last = exc
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached: {last}")  # pragma: no cover
+    return await support.eventually(check, timeout)
 
 
 async def registered(stack: Stack, case: Case) -> None:

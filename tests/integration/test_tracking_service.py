@@ -30,6 +30,7 @@ from services.common.events import (
 )
 from services.common.settings import Settings
 from services.tracking.app import build_app
+from tests import support
 from tests.conftest import ServiceUnderTest, consume_until, fresh_consumer_group, produce
 
 pytestmark = pytest.mark.integration
@@ -130,18 +131,7 @@ async def registered(
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = WAIT) -> Any:
-    """Poll until `check` returns something truthy (an assertion inside counts as not yet)."""
-    last: Exception | None = None
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                result = await check()
-                if result:
-                    return result
-            except AssertionError as exc:
-                last = exc
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached: {last}")  # pragma: no cover
+    return await support.eventually(check, timeout)
 
 
 async def track(svc: ServiceUnderTest, case: Case, last4: str | None = None) -> httpx.Response:
