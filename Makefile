@@ -27,7 +27,7 @@ MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
 	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py tests/browser/conftest.py
 
-.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines
+.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines bench-metrics
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,7 @@ run: install ## start the whole system on the default ports, load demo data, pri
 	echo "  counter       http://127.0.0.1:$$AK_INTAKE_PORT/gise (paste an officer token)"; \
 	echo "  status page   $$AK_PUBLIC_TRACKING_URL"; \
 	echo "  report page   http://127.0.0.1:$$AK_REPORTING_PORT/rapor"; \
+	echo "  Prometheus    http://127.0.0.1:$$AK_PROMETHEUS_PORT (alerts: /alerts; dashboards: deploy/monitoring/grafana-*.json)"; \
 	echo "  a token       $(PY) -m services.common.devtoken --role officer"; \
 	echo "                (roles: officer, institution --institution CODE, supervisor, admin)"; \
 	echo "  a citizen     $(PY) -m services.intake.identity --demo (people the identity check knows)"; \
@@ -129,3 +130,6 @@ bench-routing: install ## routing's learned suggestions vs keywords on held-out 
 
 bench-sms: ## SMS segments per template before/after the Turkish GSM tables, offline (no stack)
 	@$(PY) bench/sms_encoding.py
+
+bench-metrics: ## size of each service's /metrics and the time to scrape it (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/metrics_scrape.py

@@ -1,5 +1,6 @@
 """The local stack's supervisor: real Kafka and ZooKeeper, nx-27017 (MongoDB wire), Kannel with
-its fake SMSC, an SMTP sink and the five services, all on 127.0.0.1, all data under one folder.
+its fake SMSC, an SMTP sink, the five services and Prometheus scraping them, all on 127.0.0.1,
+all data under one folder.
 
     python -m deploy.local.stack start    start what is not running yet, wait until all is ready
     python -m deploy.local.stack stop     stop what this data folder's PID files name
@@ -24,6 +25,7 @@ import http.client
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
+import yaml
 from mirakuru import Executor
 from mirakuru.base import ENV_UUID, cleanup_subprocesses
 from mirakuru.exceptions import ExecutorError, ProcessExitedWithError
@@ -55,6 +58,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "deploy" / "local"
 KANNEL_BIN = Path("/usr/sbin")
 FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
+PROMETHEUS = Path("/usr/bin/prometheus")  # Debian's (deploy/local/install.sh)
+MONITORING = ROOT / "deploy" / "monitoring"
 SERVICES = tuple(SERVICE_PORTS)
 
 # On one small machine the five services share two cores. Intake and routing are the path a
@@ -86,6 +91,10 @@ class StackSettings(BaseSettings):
     stack_timeout: float = 90.0
     # Intake takes the bursts: this many processes share its port.
     intake_workers: int = 2
+    # Prometheus scrapes the services (not under stack_infra_only: there are none to scrape)
+    # and evaluates deploy/monitoring/alerts.yml; it keeps this long a history.
+    prometheus_port: int = 9090
+    prometheus_retention: str = "2d"
 
 
 @dataclass
@@ -315,6 +324,7 @@ class Stack:
             "AK_KANNEL_SMSBOX_PORT": str(local.kannel_smsbox_port),
             "AK_KANNEL_SMSC_PORT": str(local.kannel_smsc_port),
             "AK_MONGO_PER_SERVICE": str(int(self.mongo_per_service)),
+            "AK_PROMETHEUS_PORT": str(local.prometheus_port),
         }
         for svc, port in self.service_ports.items():
             env[f"AK_{svc.upper()}_PORT"] = str(port)
@@ -411,6 +421,7 @@ class Stack:
                 grace=10.0,
             ),
         ]
+        components.append(self._prometheus())
         for svc, port in self.service_ports.items():
             workers = self.local.intake_workers if svc == "intake" else 1
             components.append(
@@ -510,6 +521,54 @@ class Stack:
             state=self.data / "zookeeper" / "acikkapi-scram-users.json",
         )
 
+    def _prometheus(self) -> Component:
+        port = self.local.prometheus_port
+        return Component(
+            "prometheus",
+            [
+                str(PROMETHEUS),
+                f"--config.file={self.prometheus_dir() / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.data / 'prometheus'}",
+                f"--storage.tsdb.retention.time={self.local.prometheus_retention}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            lambda pid: listens(pid, port) and http_get(port, "/-/ready")[0] == 200,
+            f"/-/ready on {port}",
+            port=port,
+            prepare=self.write_prometheus_conf,
+        )
+
+    def prometheus_dir(self) -> Path:
+        return self.data / "conf" / "prometheus"
+
+    def prometheus_config(self) -> dict[str, Any]:
+        """deploy/monitoring/prometheus.yml with this stack's service ports: one job, each
+        target labelled with its service, the alert rules beside it."""
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"service": svc}}
+            for svc, port in self.service_ports.items()
+        ]
+        return {
+            "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+            "rule_files": ["alerts.yml"],
+            "scrape_configs": [
+                {"job_name": "acikkapi", "metrics_path": "/metrics", "static_configs": targets}
+            ],
+        }
+
+    def write_prometheus_conf(self) -> None:
+        if not PROMETHEUS.exists():
+            raise StackError(f"{PROMETHEUS} is missing: make install (Debian's prometheus)")
+        folder = self.prometheus_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (self.data / "prometheus").mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.prometheus_config(), sort_keys=False)
+        (folder / "prometheus.yml").write_text(
+            "# Written by deploy/local/stack.py at each start; edit deploy/monitoring/ instead.\n"
+            + text
+        )
+        shutil.copyfile(MONITORING / "alerts.yml", folder / "alerts.yml")
+
     def _write_kannel_conf(self) -> None:
         local = self.local
         values: dict[str, object] = {
@@ -597,6 +656,7 @@ class Stack:
             [n for n in infra if n == "mongo" or n in self.own_mongo],
             [n for n in infra if n in ("bearerbox", "smsbox", "fakesmsc")],
             [n for n in infra if n == "smtp"],
+            [n for n in infra if n == "prometheus"],
         ]
         self._in_parallel([chain for chain in chains if chain], topics="kafka" in wanted)
         services = [n for n in wanted if n in SERVICES]
@@ -607,7 +667,9 @@ class Stack:
 
     def _default_names(self) -> list[str]:
         names = list(self.components)
-        return [n for n in names if n not in SERVICES] if self.local.stack_infra_only else names
+        if not self.local.stack_infra_only:
+            return names
+        return [n for n in names if n not in (*SERVICES, "prometheus")]
 
     def _require_installed(self) -> None:
         needed = [
@@ -733,6 +795,7 @@ class Stack:
         broker's controlled shutdown needs it), Kannel's boxes before bearerbox."""
         chosen = set(names) if names is not None else set(self.components)
         order = [
+            ["prometheus"],
             list(SERVICES),
             ["smtp", "fakesmsc"],
             ["smsbox"],

@@ -98,3 +98,9 @@ ADMISSION_REFUSED = Counter(
     ["service", "reason"],
 )
 READY = Gauge("acikkapi_ready", "1 when Kafka and MongoDB answered the last readiness check")
+CONSUMER_LAG = Gauge(
+    "acikkapi_consumer_lag",
+    "Messages a consumer group of this service is behind the partition's end (high watermark), "
+    "measured every 15 s (services/common/lag.py); absent while Kafka cannot be asked",
+    ["group", "topic", "partition"],
+)

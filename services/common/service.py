@@ -24,7 +24,9 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common import kafka_auth
 from services.common.errors import install_error_handlers
+from services.common.lag import LagMonitor, subscribed_groups
 from services.common.messaging import Publisher, make_broker
 from services.common.middleware import BodyLimitMiddleware, MetricsMiddleware
 from services.common.mongo import Client, make_client, service_database
@@ -94,6 +96,10 @@ class Service:
         self.runtime = Runtime(name, settings, self.broker, self.mongo)
         self.db = service_database(self.mongo, settings, name)
         self.publisher = Publisher(self.broker)
+        # acikkapi_consumer_lag of this service's groups, as its own Kafka user.
+        self.lag = LagMonitor(
+            kafka_auth.client_options(settings, name), lambda: subscribed_groups(self.broker)
+        )
 
     def app(
         self,
@@ -135,7 +141,7 @@ class Service:
                     delay = min(delay * 2, 10.0)
             runtime.started.set()
             log.info("service started", extra={"port": settings.port_for(runtime.name)})
-            for loop in background:
+            for loop in [*background, self.lag.run]:
                 runtime._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
 
         @asynccontextmanager

@@ -32,7 +32,7 @@ from services.common.messaging import EventPublisher, Outgoing, PermanentError
 from services.common.outbox import Pending
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
-from services.tracking import deadlines, domain, rating
+from services.tracking import deadlines, domain, metrics, rating
 from services.tracking.directory import (
     Directory,
     category_in,
@@ -574,6 +574,11 @@ class Tracking:
             ]
             saved, pending = await self.store.save(Write(decision.state, current.version, messages))
             if saved:
+                # Counted where the miss is stored, once: a republish from the outbox or a
+                # redelivery never comes this way again.
+                for event in decision.events:
+                    if isinstance(event, DeadlineEvent) and event.kind == "missed":
+                        metrics.count_miss(decision.state.province_code, event.institution_code)
                 await self.deliver([pending])
                 return
             current = await self.store.get(state.application_id)
