@@ -40,7 +40,10 @@ from stdnum.tr import tckimlik
 from services.common.auth import Role, issue_token
 from services.common.settings import Settings
 from services.notification import gsm
-from services.reporting.domain import SummaryFold
+from services.reporting.cells import ANY, DayFold, Scope, merged
+from services.reporting.domain import facts_from_document
+from services.reporting.query import Period
+from services.reporting.report import assemble
 
 
 def valid_tckn(rng: random.Random) -> str:
@@ -170,11 +173,29 @@ def sms_texts_to(data_dir: Path, receiver_digits: str) -> list[str]:
 
 
 def summarize(docs: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
-    """The summary the report endpoint folds from these read-model documents."""
-    fold = SummaryFold(now)
-    for doc in docs:
-        fold.add(doc)
-    return fold.result()
+    """The province-wide report these read-model documents fold into (the fold's own rules,
+    without a database: each document is folded into its day's cells, the province's are
+    added up)."""
+    fold = DayFold()
+    for number, doc in enumerate(docs):
+        facts = facts_from_document(doc)
+        fold.add(
+            int(doc.get("province_code") or 20),
+            str(doc.get("received_day") or "1970-01-01"),
+            facts,
+            str(doc.get("_id") or number),
+            doc.get("application_number"),
+        )
+    province = merged(c for s, c in fold.cells.items() if s.district == ANY == s.institution)
+    return assemble(
+        province,
+        scope=Scope(20),
+        period=Period(),
+        generated_at=now,
+        as_of=None,
+        overdue=fold.overdue,
+        overdue_total=len(fold.overdue),
+    )
 
 
 async def eventually(

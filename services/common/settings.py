@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     # Istanbul time, on business days.
     digest_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     default_province_code: int = 20
+    # How often reporting's fold loop looks for changed days of receipt to fold into cells.
+    report_fold_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How often the process holding reporting's fold lease looks for chronic problems.
+    chronic_interval_minutes: float = Field(default=60.0, gt=0)
+    # Mark the dashboards' session cookie Secure (sent over HTTPS only): true behind TLS.
+    session_cookie_secure: bool = False
     # Open311 GeoReport v2 clients allowed to post requests: "client_name:key,client2:key2".
     open311_api_keys: str = ""
     # How many times a consumer retries a failing message before it goes to the dead-letter topic.

@@ -1,5 +1,5 @@
 """Reporting's rules, without I/O: what each event adds to an application's read-model document,
-and how those documents fold into the summary the governorship reads.
+and the facts each document holds once the fold rules are applied (cells.py adds them up).
 
 The read model holds one document per application, written with one upsert per event and no
 reads. Events arrive in any order and more than once, so every fact is written with an operator
@@ -116,6 +116,7 @@ def patch_for_received(event: ApplicationReceived) -> Patch:
         application_type=event.application_type.value,
         received_at=event.received_at,
     )
+    patch.assign["application_number"] = event.application_number
     if event.category_code:
         # The citizen's own pick; routing's decision, when known, takes precedence.
         patch.assign["requested_category_code"] = event.category_code
@@ -129,6 +130,7 @@ def patch_for_routing(event: ApplicationRouted | ApplicationAwaitingRouting) -> 
     if isinstance(event, ApplicationAwaitingRouting):
         patch.at_least[status_field(Status.awaiting_routing)] = at
         return patch
+    patch.assign["application_number"] = event.application_number
     patch.assign[f"routings.{event.event_id.hex}"] = {
         "at_ms": at,
         "category_code": event.category_code,
@@ -210,16 +212,6 @@ class ApplicationFacts:
     def answered(self) -> bool:
         return self.status in _ANSWERED or self.outcome is not None
 
-    def is_overdue(self, now_ms: int) -> bool:
-        """Deadline missed: tracking said so, or the answer came late, or it is open and late."""
-        if self.overdue_flag:
-            return True
-        if self.deadline_ms is None:
-            return False
-        if self.answered:
-            return self.answered_ms is not None and self.answered_ms > self.deadline_ms
-        return now_ms > self.deadline_ms
-
     def answered_on_time(self) -> bool | None:
         """None when it cannot be judged (not answered, or deadline or answer time unknown)."""
         if not self.answered or self.deadline_ms is None or self.answered_ms is None:
@@ -277,190 +269,3 @@ def facts_from_document(doc: Mapping[str, Any]) -> ApplicationFacts:
 
 
 RATINGS = tuple(range(1, 6))
-
-
-@dataclass
-class RatingTally:
-    """Citizens' ratings of the answers (1-5): how many, their mean, and how many of each."""
-
-    counts: dict[int, int] = field(default_factory=lambda: dict.fromkeys(RATINGS, 0))
-
-    def add(self, rating: int | None) -> None:
-        if rating in self.counts:
-            self.counts[rating] += 1
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def average(self) -> float | None:
-        total = self.count
-        return round(sum(r * n for r, n in self.counts.items()) / total, 2) if total else None
-
-    def flat(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "average": self.average,
-            "distribution": {str(r): n for r, n in self.counts.items()},
-        }
-
-
-@dataclass
-class Tally:
-    """The figures every summary row carries."""
-
-    total: int = 0
-    answered: int = 0
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    overdue: int = 0
-    on_time: int = 0
-    judged: int = 0
-    days_sum: int = 0
-    days_count: int = 0
-    ratings: RatingTally = field(default_factory=RatingTally)
-
-    def add(self, facts: ApplicationFacts, now_ms: int) -> None:
-        self.total += 1
-        if facts.is_overdue(now_ms):
-            self.overdue += 1
-        self.ratings.add(facts.rating)
-        if not facts.answered:
-            return
-        self.answered += 1
-        if facts.outcome in self.outcomes:
-            self.outcomes[facts.outcome] += 1
-        on_time = facts.answered_on_time()
-        if on_time is not None:
-            self.judged += 1
-            self.on_time += int(on_time)
-        days = facts.response_business_days()
-        if days is not None:
-            self.days_sum += days
-            self.days_count += 1
-
-    @property
-    def on_time_ratio(self) -> float | None:
-        return round(self.on_time / self.judged, 4) if self.judged else None
-
-    @property
-    def mean_response_business_days(self) -> float | None:
-        return round(self.days_sum / self.days_count, 2) if self.days_count else None
-
-    def flat(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "answered": self.answered,
-            **self.outcomes,
-            "open": self.total - self.answered,
-            "overdue": self.overdue,
-            "on_time_ratio": self.on_time_ratio,
-            "mean_response_business_days": self.mean_response_business_days,
-            "ratings": self.ratings.flat(),
-        }
-
-
-def _ordered(groups: Mapping[Any, Tally]) -> list[tuple[Any, Tally]]:
-    # Largest first; the "not known yet" group (None) last; ties by name for a stable page.
-    return sorted(
-        groups.items(),
-        key=lambda kv: (kv[0] is None or kv[0] == (None, None), -kv[1].total, str(kv[0])),
-    )
-
-
-def _week_start(day: date) -> date:
-    return day - timedelta(days=day.weekday())
-
-
-class SummaryFold:
-    """Folds read-model documents, one at a time, into the summary (fine at a province's volume:
-    a few hundred thousand small documents a year stream through in seconds)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now_ms = to_ms(now)
-        self.all = Tally()
-        self.institutions: dict[str | None, Tally] = {}
-        self.institution_meta: dict[str | None, tuple[str | None, str | None]] = {}
-        self.categories: dict[tuple[str | None, str | None], Tally] = {}
-        self.category_names: dict[tuple[str | None, str | None], tuple[str, str | None]] = {}
-        self.districts: dict[str | None, Tally] = {}
-        self.channels: dict[str | None, int] = {}
-        self.types: dict[str | None, int] = {}
-        self.statuses: dict[str, int] = {}
-        self.weeks_received: dict[date, int] = {}
-        self.weeks_answered: dict[date, int] = {}
-
-    def add(self, doc: Mapping[str, Any]) -> None:
-        facts = facts_from_document(doc)
-        self.all.add(facts, self.now_ms)
-        self.institutions.setdefault(facts.institution_code, Tally()).add(facts, self.now_ms)
-        if facts.institution_code is not None:
-            self.institution_meta[facts.institution_code] = (
-                facts.institution_name,
-                facts.institution_kind,
-            )
-        category = (facts.category_code, facts.heading_code)
-        self.categories.setdefault(category, Tally()).add(facts, self.now_ms)
-        if facts.category_name:
-            self.category_names[category] = (facts.category_name, facts.heading_name)
-        self.districts.setdefault(facts.district, Tally()).add(facts, self.now_ms)
-        self.channels[facts.channel] = self.channels.get(facts.channel, 0) + 1
-        self.types[facts.application_type] = self.types.get(facts.application_type, 0) + 1
-        self.statuses[facts.status] = self.statuses.get(facts.status, 0) + 1
-        if facts.received_ms is not None:
-            week = _week_start(istanbul_day(from_ms(facts.received_ms)))
-            self.weeks_received[week] = self.weeks_received.get(week, 0) + 1
-        if facts.answered and facts.answered_ms is not None:
-            week = _week_start(istanbul_day(from_ms(facts.answered_ms)))
-            self.weeks_answered[week] = self.weeks_answered.get(week, 0) + 1
-
-    def result(self) -> dict[str, Any]:
-        everything = self.all.flat()
-        return {
-            "total": everything["total"],
-            "answered": everything["answered"],
-            "outcomes": {o: everything[o] for o in OUTCOMES},
-            "open": everything["open"],
-            "overdue": everything["overdue"],
-            "on_time_ratio": everything["on_time_ratio"],
-            "mean_response_business_days": everything["mean_response_business_days"],
-            "ratings": everything["ratings"],
-            "by_institution": [
-                {
-                    "institution_code": code,
-                    "institution_name": self.institution_meta.get(code, (None, None))[0],
-                    "kind": self.institution_meta.get(code, (None, None))[1],
-                    **tally.flat(),
-                }
-                for code, tally in _ordered(self.institutions)
-            ],
-            "by_category": [
-                {
-                    "category_code": key[0],
-                    "heading_code": key[1],
-                    "category_name": self.category_names.get(key, (None, None))[0],
-                    "heading_name": self.category_names.get(key, (None, None))[1],
-                    **tally.flat(),
-                }
-                for key, tally in _ordered(self.categories)
-            ],
-            "by_channel": _counts(self.channels, "channel"),
-            "by_type": _counts(self.types, "application_type"),
-            "by_district": [
-                {"district": name, **tally.flat()} for name, tally in _ordered(self.districts)
-            ],
-            "by_status": _counts(self.statuses, "status"),
-            "by_week": [
-                {
-                    "week_start": week.isoformat(),
-                    "received": self.weeks_received.get(week, 0),
-                    "answered": self.weeks_answered.get(week, 0),
-                }
-                for week in sorted(set(self.weeks_received) | set(self.weeks_answered))
-            ],
-        }
-
-
-def _counts(counts: Mapping[Any, int], name: str) -> list[dict[str, Any]]:
-    ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, -kv[1], str(kv[0])))
-    return [{name: key, "total": total} for key, total in ordered]

@@ -278,6 +278,9 @@ class LiveStack:
             update={
                 "public_tracking_url": f"{self.urls['tracking']}/takip",
                 "sms_dlr_base_url": self.urls["notification"],
+                # Chronic problems looked for every few seconds, not hourly: the dashboard's
+                # test plants one and reads it back.
+                "chronic_interval_minutes": 0.05,
             }
         )
         self._running: dict[str, LiveService] = {}

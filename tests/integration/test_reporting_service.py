@@ -215,14 +215,33 @@ async def test_events_in_any_order_and_repeated_become_the_summary(
     wider = dict(params, to=(monday + timedelta(days=7)).isoformat())
     assert (await poll_summary(reporting, wider, staff, lambda s: s["total"] == 5))["open"] == 2
 
-    page = await reporting.get("/rapor", params=params)
-    assert page.status_code == 200
-    assert page.headers["content-type"].startswith("text/html")
-    assert "<svg" in page.text and "Sonuç dağılımı" in page.text
-    assert "Kısmen olumlu" in page.text and "INSTA Kurumu" in page.text
-    assert "%66,7" in page.text  # on-time ratio, Turkish style
-    for secret in ("Mehmet", "Kaya", "+905551112233", "Sokak lambası"):
-        assert secret not in page.text
+    # The same question narrowed to an institution, and to a district it has no application in.
+    insta = await reporting.get(
+        "/api/v1/reports/summary", params=dict(params, institution_code="INSTA"), headers=staff
+    )
+    assert insta.status_code == 200, insta.text
+    assert (insta.json()["total"], insta.json()["scope"]["institution_name"]) == (2, "INSTA Kurumu")
+    assert [i["institution_code"] for i in insta.json()["by_institution"]] == ["INSTA"]
+    elsewhere = await reporting.get(
+        "/api/v1/reports/summary", params=dict(params, district="Çivril"), headers=staff
+    )
+    assert elsewhere.json()["total"] == 0
+    pamukkale = await reporting.get(
+        "/api/v1/reports/summary", params=dict(params, district="Pamukkale"), headers=staff
+    )
+    assert pamukkale.json()["total"] == 4
+    # c is the one open application past its deadline: the overdue list names it by number.
+    assert summary["overdue_list_total"] == 1
+    assert summary["overdue_list"][0]["institution_code"] == "INSTB"
+    # Trends count by the week and month of receipt; the ranking by the share on time.
+    assert sum(w["received"] for w in summary["trends"]["weekly"]) == 4
+    assert [r["institution_code"] for r in summary["institution_ranking"]] == ["INSTB", "INSTA"]
+    # An institution reads its own figures only.
+    institution = bearer(settings, Role.institution, subject="insta", institution="INSTA")
+    own = await reporting.get("/api/v1/reports/summary", params=params, headers=institution)
+    assert own.status_code == 200 and own.json()["total"] == 2
+    for secret in ("Mehmet", "Kaya", "+905551112233", "Sokak lambası", "lamba"):
+        assert secret not in own.text
 
 
 async def test_bad_events_go_to_the_dead_letter_topic(
@@ -274,9 +293,24 @@ async def test_bad_questions_are_answered_in_turkish(
         assert response.json()["errors"][0]["field"] == "province_code"
 
     assert (await reporting.get(url)).status_code == 401
+    # An institution asking for another one's figures, and a province's staff for another
+    # province's, are refused, in Turkish.
     institution = bearer(settings, Role.institution, subject="deski", institution="X1")
-    forbidden = await reporting.get(url, headers=institution)
-    assert forbidden.status_code == 403
+    other = await reporting.get(url, params={"institution_code": "X2"}, headers=institution)
+    assert other.status_code == 403
+    assert "kendi kurumunuzun" in other.json()["errors"][0]["message"]
+    izmir = bearer(settings, Role.supervisor, subject="izmir", province=35)
+    denizli = await reporting.get(url, params={"province_code": 20}, headers=izmir)
+    assert denizli.status_code == 403
+    assert "kendi ilinizin" in denizli.json()["errors"][0]["message"]
+    assert (await reporting.get(url, headers=izmir)).json()["scope"]["province_code"] == 35
+    admin = bearer(settings, Role.admin, subject="yonetici")
+    assert (
+        await reporting.get(url, params={"province_code": 35}, headers=admin)
+    ).status_code == 200
+    bad_code = await reporting.get(url, params={"institution_code": "no spaces"}, headers=staff)
+    assert bad_code.status_code == 422
+    assert bad_code.json()["errors"][0]["field"] == "institution_code"
     officer = bearer(settings, Role.officer, subject="memur")
     assert (
         await reporting.get(
@@ -286,8 +320,66 @@ async def test_bad_questions_are_answered_in_turkish(
         )
     ).json()["total"] == 0
 
-    page = await reporting.get("/rapor", params={"province_code": "99", "from": "2024-13-01"})
-    assert page.status_code == 422
-    assert "Rapor oluşturulamadı" in page.text and "<svg" not in page.text
-    empty = await reporting.get("/rapor", params={"province_code": "20", "from": "", "to": ""})
-    assert empty.status_code == 200 and "Denizli" in empty.text
+
+async def test_exports_and_chronic_problems_through_the_api(
+    reporting: httpx.AsyncClient, staff: dict[str, str], settings: Settings
+):
+    monday = a_unique_monday()
+    t0 = datetime.combine(monday, time(11, 0), tzinfo=ISTANBUL)
+    deadline = t0 + timedelta(days=9)
+    tag = uuid.uuid4().hex[:8]
+    apps = [f"exp-{tag}-{i}" for i in range(3)]
+    items: list[tuple[str, Envelope | bytes, str]] = []
+    for i, app in enumerate(apps):
+        items.append((topics.RECEIVED, received(app, t0 + timedelta(hours=i), "web"), app))
+        items.append((topics.ROUTED, routed(app, t0, "EXPKURUM", deadline), app))
+    items.append((topics.STATUS, answered(apps[0], t0 + timedelta(days=1), "olumlu", t0), apps[0]))
+    await send(settings.kafka_bootstrap, items)
+    params = {"from": monday.isoformat(), "to": (monday + timedelta(days=6)).isoformat()}
+    await poll_summary(reporting, params, staff, lambda s: s["total"] == 3 and s["answered"] == 1)
+
+    csv_answer = await reporting.get(
+        "/api/v1/reports/export.csv", params=dict(params, table="by_institution"), headers=staff
+    )
+    assert csv_answer.status_code == 200, csv_answer.text
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    assert "filename*=UTF-8''" in csv_answer.headers["content-disposition"]
+    text = csv_answer.content.decode("utf-8-sig")
+    header, row = text.splitlines()[:2]
+    assert header.startswith("Kurum") and ";" in header
+    assert row.startswith("EXPKURUM;EXPKURUM Kurumu;BELEDIYE;3;1;")
+
+    bad_table = await reporting.get(
+        "/api/v1/reports/export.csv", params=dict(params, table="yok"), headers=staff
+    )
+    assert bad_table.status_code == 422 and bad_table.json()["errors"][0]["field"] == "table"
+
+    xlsx = await reporting.get("/api/v1/reports/export.xlsx", params=params, headers=staff)
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+    pdf = await reporting.get(
+        "/api/v1/reports/monthly.pdf", params={"month": monday.strftime("%Y-%m")}, headers=staff
+    )
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    bad_month = await reporting.get(
+        "/api/v1/reports/monthly.pdf", params={"month": "2026-13"}, headers=staff
+    )
+    assert bad_month.status_code == 422 and bad_month.json()["errors"][0]["field"] == "month"
+
+    chronic = await reporting.get("/api/v1/reports/chronic", headers=staff)
+    assert chronic.status_code == 200 and isinstance(chronic.json()["problems"], list)
+
+    # The dashboard's session cookie opens the exports too; nothing opens them without one.
+    assert (await reporting.get("/api/v1/reports/export.xlsx", params=params)).status_code == 401
+    token = staff["Authorization"].removeprefix("Bearer ")
+    login = await reporting.post(
+        "/giris",
+        data={"token": token, "next": "/pano"},
+        headers={"Origin": "http://reporting"},
+    )
+    assert login.status_code == 303, login.text
+    with_cookie = await reporting.get(
+        "/api/v1/reports/export.csv", params=dict(params, table="by_channel")
+    )
+    assert with_cookie.status_code == 200
+    reporting.cookies.clear()

@@ -170,8 +170,11 @@ def test_any_order_and_any_repetition_gives_the_same_document():
 def test_no_personal_data_reaches_the_document():
     doc = fold(answered_life("a-2", "olumlu", 1))
     text = repr(doc)
-    for secret in ("Ayşe", "Yıldız", "+905321112233", "12*******90", "Yol çukuru", "20-2024"):
+    for secret in ("Ayşe", "Yıldız", "+905321112233", "12*******90", "Yol çukuru", "yol bozuk"):
         assert secret not in text
+    # The number is kept for the staff's overdue list: by itself it opens nothing (the status
+    # page also asks for the phone's last four digits).
+    assert doc["application_number"] == "20-2024-0000001-5"
 
 
 def test_a_late_status_event_never_regresses_an_answer():
@@ -232,7 +235,19 @@ def test_summary_figures():
     docs.append(fold(answered_life("s-2", "olumlu", 3)))
     docs.append(fold(answered_life("s-3", "kismen_olumlu", 7)))  # Monday 11 March: 5 days
     docs.append(fold(answered_life("s-4", "olumsuz", 14)))  # Monday 18 March: 10 days, late
-    docs.append(fold([received("s-5"), routed("s-5", MONDAY, deadline=MONDAY + timedelta(9))]))
+    late = MONDAY + timedelta(9)
+    docs.append(
+        fold(
+            [
+                received("s-5"),
+                routed("s-5", MONDAY, deadline=late),
+                # Past its deadline and still open: tracking says so, and that is what counts.
+                DeadlineEvent(
+                    application_id="s-5", application_number="n", kind="missed", deadline_at=late
+                ),
+            ]
+        )
+    )
     fresh = NOW - timedelta(days=1)
     docs.append(
         fold([received("s-6", fresh, channel="counter"), routed("s-6", fresh, institution="X")])
@@ -277,6 +292,7 @@ def test_summary_figures():
         "overdue": 2,
         "on_time_ratio": 0.75,
         "mean_response_business_days": 4.75,
+        "median_response_business_days": 3,
         "ratings": {"count": 0, "average": None, "distribution": dict.fromkeys("12345", 0)},
     }
     # Not yet routed: its own group, listed last.
@@ -285,9 +301,18 @@ def test_summary_figures():
     category = next(c for c in summary["by_category"] if c["category_code"] == "YOL-01")
     assert category["heading_code"] == "YOL"
     assert category["total"] == 6 and category["answered"] == 4
-    assert sum(w["received"] for w in summary["by_week"]) == 7
-    assert sum(w["answered"] for w in summary["by_week"]) == 4
-    assert summary["by_week"][0]["week_start"] == "2024-03-04"
+    # Trends count by the week of receipt: five came in the week of 4 March, two last week.
+    weekly = summary["trends"]["weekly"]
+    assert [(w["start"], w["received"], w["answered"]) for w in weekly] == [
+        ("2024-03-04", 5, 4),
+        ("2024-03-25", 2, 0),
+    ]
+    assert weekly[0]["period"] == "2024-W10"
+    assert summary["median_response_business_days"] == 3
+    assert [r["institution_code"] for r in summary["institution_ranking"]] == ["DENIZLI-BB"]
+    # s-5 and s-7 are open and overdue: the overdue list, oldest deadline first.
+    assert summary["overdue_list_total"] == 2
+    assert summary["overdue_list"][0]["deadline_at"] <= summary["overdue_list"][1]["deadline_at"]
 
 
 def test_summary_of_nothing_has_null_ratios():

@@ -6,7 +6,6 @@ import re
 from datetime import UTC, datetime
 
 from services.reporting import page
-from services.reporting.query import parse_period
 from tests.support import summarize
 
 NOW = datetime(2024, 4, 1, 9, 30, tzinfo=UTC)
@@ -74,37 +73,3 @@ def _summary_with(name: str) -> dict:
         "deadline_ms": 1_710_363_599_000,
     }
     return summarize([doc] * 1234, NOW)
-
-
-def test_the_page_renders_turkish_figures_and_charts_and_escapes_names():
-    html = page.render(
-        summary=_summary_with("DESKİ <script>alert(1)</script>"),
-        form={"province_code": "20", "start": "2024-03-01", "end": "2024-03-31"},
-        province_code=20,
-        period=parse_period("2024-03-01", "2024-03-31"),
-        generated_at=NOW,
-    )
-    assert html.count("<svg") == 5  # outcomes, ratings, institutions, channels, weeks
-    assert "Denizli" in html
-    assert "Sonuç dağılımı" in html and "Kurumlara göre" in html and "Kanallara göre" in html
-    assert "Kısmen olumlu" in html
-    assert "1.234" in html  # total, Turkish thousands separator
-    assert "%100,0" in html  # everything answered on time
-    assert "e-Devlet" in html and "Merkezefendi" in html
-    assert "İçme suyu kesintisi" in html and "Altyapı ve Su" in html
-    assert "01.03.2024" in html
-    assert "<script>" not in html
-    assert "&lt;script&gt;" in html
-
-
-def test_the_page_shows_errors_without_figures():
-    html = page.render(
-        summary=None,
-        form={"province_code": "99", "start": "", "end": ""},
-        province_code=None,
-        period=None,
-        errors=[{"field": "province_code", "code": "invalid_province", "message": "İl kodu 1–81"}],
-        generated_at=NOW,
-    )
-    assert "Rapor oluşturulamadı" in html and "İl kodu 1–81" in html
-    assert "<svg" not in html

@@ -10,8 +10,7 @@ from typing import Any
 
 from services.common.events import ApplicationRated
 from services.common.turkish_time import ISTANBUL
-from services.reporting import domain, page
-from services.reporting.query import parse_period
+from services.reporting import domain
 from tests.support import summarize
 
 MONDAY = datetime(2024, 3, 4, 10, 0, tzinfo=ISTANBUL)
@@ -91,32 +90,3 @@ def test_ratings_fold_overall_and_per_institution():
 def test_no_ratings_have_no_mean():
     summary = summarize([document("a-1", "DESKI", None)], NOW)
     assert summary["ratings"]["count"] == 0 and summary["ratings"]["average"] is None
-
-
-def test_the_page_shows_the_ratings_with_turkish_numbers():
-    docs = [document("a-1", "DESKI", 5), document("a-2", "DESKI", 4), document("a-3", "PAU", 2)]
-    html = page.render(
-        summary=summarize(docs, NOW),
-        form={"province_code": "20", "start": "", "end": ""},
-        province_code=20,
-        period=parse_period(None, None),
-        generated_at=NOW,
-    )
-    section = html[html.index('id="memnuniyet"') :]
-    section = section[: section.index("</section>")]
-    assert "Vatandaş memnuniyeti" in html and "3,67" in html  # the overall mean, Turkish comma
-    assert "5 — Çok memnunum" in section and "1 — Hiç memnun değilim" in section
-    # The most rated institution first: DESKI 2 ratings, mean 4,50; PAU 1 rating, 2,00.
-    assert section.index("DESKI Kurumu") < section.index("PAU Kurumu")
-    assert "4,50" in section and "2,00" in section
-
-
-def test_the_page_says_so_when_nothing_was_rated():
-    html = page.render(
-        summary=summarize([document("a-1", "DESKI", None)], NOW),
-        form={"province_code": "20", "start": "", "end": ""},
-        province_code=20,
-        period=parse_period(None, None),
-        generated_at=NOW,
-    )
-    assert "Bu dönemde puanlanan yanıt yok." in html
