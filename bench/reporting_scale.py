@@ -41,11 +41,10 @@ from services.common.mongo import make_client
 from services.common.settings import Settings
 from services.common.turkish_time import ISTANBUL
 from services.reporting.aggregator import Aggregator
+from services.reporting.app import make_reporting
 from services.reporting.cells import Scope
 from services.reporting.domain import status_field, to_ms
-from services.reporting.handlers import Reporting
 from services.reporting.query import Period
-from services.reporting.store import ReadModel
 
 DISTRICTS = (
     "Merkezefendi Pamukkale Acıpayam Babadağ Baklan Bekilli Beyağaç Bozkurt Buldan Çal Çameli "
@@ -138,9 +137,9 @@ async def main() -> None:
     settings = Settings(db_prefix=f"benchrep{uuid.uuid4().hex[:6]}")
     client = make_client(settings, "reporting")
     db = client[settings.database_name("reporting")]
-    store = ReadModel(db)
+    reporting = make_reporting(db, settings)
+    store = reporting.store
     await store.ensure_indexes()
-    reporting = Reporting(store)
     rng = random.Random(20)
     today = datetime.now(UTC).astimezone(ISTANBUL).date()
     first_day = today - timedelta(days=730)

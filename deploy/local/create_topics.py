@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from services.common import kafka_auth, topics
@@ -88,6 +89,27 @@ async def create_missing(
     return [t.name for t in new]
 
 
+async def align_configs(admin: AIOKafkaAdminClient, names: list[str]) -> list[str]:
+    """Give topics created before their settings changed (retention, compaction) the settings
+    topics.py asks for now. Returns the topics altered."""
+    wanted = {n: topics.CONFIGS[n] for n in names if n in topics.CONFIGS}
+    if not wanted:
+        return []
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+    altered = []
+    for response in await admin.describe_configs(resources):
+        for _, _, _, name, entries in response.resources:
+            current = {entry[0]: entry[1] for entry in entries}
+            if any(current.get(k) != v for k, v in wanted[name].items()):
+                altered.append(name)
+    if altered:
+        # Kafka 2.3's AlterConfigs sets a topic's whole dynamic configuration at once.
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, configs=wanted[n]) for n in altered]
+        )
+    return altered
+
+
 async def wait_for_leaders(
     admin: AIOKafkaAdminClient, wanted: dict[str, int], deadline: float
 ) -> None:
@@ -140,9 +162,13 @@ async def run(
                 print(f"retrying topic creation after {exc!r}", file=sys.stderr)
         await wait_for_leaders(admin, wanted, deadline)
         await warn_on_partition_mismatch(admin, wanted)
+        aligned = await align_configs(admin, sorted(wanted))
     finally:
         await admin.close()
-    print(f"topics: {len(created)} created, {len(wanted) - len(created)} already there")
+    print(
+        f"topics: {len(created)} created, {len(wanted) - len(created)} already there"
+        + (f"; settings brought up to date: {', '.join(aligned)}" if aligned else "")
+    )
 
 
 def main() -> None:

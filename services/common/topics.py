@@ -39,9 +39,18 @@ PARTITIONS: dict[str, int] = {
     RATINGS: 3,
 }
 # Topics that keep only the newest message per key: every reader reads them whole on start.
+# The topics reporting's read model is folded from keep every event, so
+# `python -m services.reporting rebuild` can replay the whole history (docs/runbook.md,
+# "Replay"): no deletion by age or size.
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 CONFIGS: dict[str, dict[str, str]] = {
     TAXONOMY: {"cleanup.policy": "compact"},
     CALENDAR: {"cleanup.policy": "compact"},
+    RECEIVED: KEEP_FOREVER,
+    ROUTED: KEEP_FOREVER,
+    STATUS: KEEP_FOREVER,
+    DEADLINES: KEEP_FOREVER,
+    RATINGS: KEEP_FOREVER,
 }
 INSTITUTION_PARTITIONS = 2
 DLQ_PARTITIONS = 1

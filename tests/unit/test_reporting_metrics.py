@@ -35,3 +35,15 @@ def test_an_institution_no_longer_reported_leaves_no_stale_figure() -> None:
 
     publish_institution_gauges(())  # a process that stopped reporting exports nothing
     assert figures("20", "DESKI") == (None, None)
+
+
+def test_every_topic_reporting_folds_from_keeps_its_whole_history():
+    """The rebuild command replays these topics from their first offset: none may drop events
+    by age or size (deploy/local/create_topics.py creates and aligns them so)."""
+    from unittest.mock import MagicMock
+
+    from services.common import topics
+    from services.reporting.messaging import subscriptions
+
+    for topic, _, _ in subscriptions(MagicMock()):
+        assert topics.CONFIGS[topic] == topics.KEEP_FOREVER, topic
