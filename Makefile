@@ -27,7 +27,7 @@ MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
 	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py tests/browser/conftest.py
 
-.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines bench-metrics
+.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines bench-metrics bench-reports bench-rebuild bench-chronic
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,7 +53,8 @@ run: install ## start the whole system on the default ports, load demo data, pri
 	echo "  web form      http://127.0.0.1:$$AK_INTAKE_PORT/basvuru"; \
 	echo "  counter       http://127.0.0.1:$$AK_INTAKE_PORT/gise (paste an officer token)"; \
 	echo "  status page   $$AK_PUBLIC_TRACKING_URL"; \
-	echo "  report page   http://127.0.0.1:$$AK_REPORTING_PORT/rapor"; \
+	echo "  dashboard     http://127.0.0.1:$$AK_REPORTING_PORT/pano (log in with a supervisor token)"; \
+	echo "  public report http://127.0.0.1:$$AK_REPORTING_PORT/rapor"; \
 	echo "  Prometheus    http://127.0.0.1:$$AK_PROMETHEUS_PORT (alerts: /alerts; dashboards: deploy/monitoring/grafana-*.json)"; \
 	echo "  a token       $(PY) -m services.common.devtoken --role officer"; \
 	echo "                (roles: officer, institution --institution CODE, supervisor, admin)"; \
@@ -133,3 +134,13 @@ bench-sms: ## SMS segments per template before/after the Turkish GSM tables, off
 
 bench-metrics: ## size of each service's /metrics and the time to scrape it (`make run` first)
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/metrics_scrape.py
+
+# APPLICATIONS: how many the read model holds (a quick run: `make bench-reports APPLICATIONS=50000`).
+bench-reports: ## reports and the fold with 1,000,000 applications in reporting's read model (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/reporting_scale.py --applications $(or $(APPLICATIONS),1000000)
+
+bench-rebuild: ## `python -m services.reporting rebuild` over the running stack's topics, into a database of its own (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; AK_DB_PREFIX=benchrebuild $(PY) -m services.reporting rebuild --yes
+
+bench-chronic: ## chronic-problem detection on the labelled set: found and false rates, offline (no stack)
+	@$(PY) bench/chronic.py

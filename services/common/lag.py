@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
-from services.common.observability import CONSUMER_LAG
+from services.common.observability import CONSUMER_LAG, withdraw
 
 log = logging.getLogger("acikkapi.lag")
 
@@ -156,8 +156,7 @@ class LagMonitor:
             CONSUMER_LAG.labels(*labels).set(lag.messages)
             now.add(labels)
         for gone in self._exported - now:
-            with contextlib.suppress(KeyError):
-                CONSUMER_LAG.remove(*gone)
+            withdraw(CONSUMER_LAG, *gone)
         self._exported = now
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:

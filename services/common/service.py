@@ -12,8 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
+from socket import socket
 from typing import Any
 
 import uvicorn
@@ -22,7 +27,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
+from uvicorn.supervisors import Multiprocess
 
 from services.common import kafka_auth
 from services.common.errors import install_error_handlers
@@ -31,12 +37,21 @@ from services.common.messaging import Publisher, make_broker
 from services.common.middleware import BodyLimitMiddleware, MetricsMiddleware
 from services.common.mongo import Client, make_client, service_database
 from services.common.mongo import ping as mongo_ping
-from services.common.observability import READY, configure_logging
+from services.common.observability import (
+    MULTIPROC_ENV,
+    READY,
+    configure_logging,
+    metrics_registry,
+)
 from services.common.settings import Settings, get_settings
 
 log = logging.getLogger("acikkapi.http")
 
 Hook = Callable[[], Coroutine[Any, Any, None]]
+
+# How often each process checks its own readiness for `acikkapi_ready` (Prometheus scrapes
+# every 15 s, and AcikKapiNotReady waits 5 minutes).
+READINESS_INTERVAL_SECONDS = 15.0
 
 
 class Runtime:
@@ -64,24 +79,94 @@ class Runtime:
         READY.set(1 if all(checks.values()) else 0)
         return checks
 
+    async def watch_readiness(self) -> None:
+        """Keeps this process's `acikkapi_ready` fresh between probes. With several workers on
+        one port a probe reaches one of them, and the exported value is the lowest of all
+        workers': without this, a worker no probe has reached yet would hold it at 0."""
+        while True:
+            try:
+                await self.ready()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                READY.set(0)
+            await asyncio.sleep(READINESS_INTERVAL_SECONDS)
 
-def serve(service: str, settings: Settings) -> None:
-    """Run a service: `AK_WORKERS` processes share its port (uvicorn's supervisor restarts a
-    worker that dies). More processes elsewhere, with their own ports, join the same consumer
-    groups; both ways scale one service without touching the others."""
-    uvicorn.run(
-        f"services.{service}.app:create_app",
-        factory=True,
-        workers=settings.workers if settings.workers > 1 else None,
-        host=settings.host,
-        port=settings.port_for(service),
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+
+def serve(service: str, settings: Settings, app: str | None = None) -> None:
+    """Run a service (`app`: its app factory, `services.<service>.app:create_app` unless told):
+    `AK_WORKERS` processes share its port (`Workers` restarts a worker that dies). More
+    processes elsewhere, with their own ports, join the same consumer groups; both ways scale
+    one service without touching the others."""
+    target = app or f"services.{service}.app:create_app"
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port_for(service),
+        "log_config": None,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers == 1:
+        uvicorn.run(target, **options)
+        return
+    config = uvicorn.Config(target, workers=settings.workers, **options)
+    # Bound first: a second start on a port in use stops here, before it empties the running
+    # instance's metrics folder.
+    sock = config.bind_socket()
+    folder = metrics_dir(service, config.port)
+    fresh_folder(folder)
+    # Read by prometheus_client when a worker imports it: the workers are spawned, not forked,
+    # so each inherits this environment before its first import.
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        Workers(config, [sock], folder).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def metrics_dir(service: str, port: int) -> Path:
+    """Where the workers of `service` on `port` write their metrics: one folder per instance
+    (no two instances on one host share a port), under the system's temporary folder."""
+    return Path(tempfile.gettempdir()) / f"acikkapi-metrics-{service}-{port}"
+
+
+def fresh_folder(folder: Path) -> None:
+    """An empty folder only this user may read: what an instance that ended without cleaning
+    up (killed) left there would otherwise be added to the new workers' counters."""
+    if folder.is_symlink() or folder.exists():
+        shutil.rmtree(folder)  # refuses a symbolic link: someone else's folder is not emptied
+    folder.mkdir(mode=0o700, parents=True)
+
+
+class Workers(Multiprocess):
+    """uvicorn's supervisor of several workers on one port, which also forgets the live gauges
+    (`acikkapi_ready`, the lag, the assigned partitions) of a worker that ended, however it
+    ended: crashed, hung and killed, retired by SIGHUP or SIGTTOU. A dead worker's counters
+    stay in the sums, as Prometheus expects of a counter."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket], metrics: Path) -> None:
+        super().__init__(config, sockets)
+        self.metrics = metrics
+
+    def keep_subprocess_alive(self) -> None:
+        # Called every 0.5 s from the supervisor's loop, the thread that starts the workers,
+        # so every worker started so far is in `self.processes` by now.
+        super().keep_subprocess_alive()
+        self.forget_ended()
+
+    def forget_ended(self) -> None:
+        running = {process.pid for process in self.processes}
+        for path in self.metrics.glob("gauge_live*_*.db"):
+            pid = path.stem.rpartition("_")[2]
+            if pid.isdigit() and int(pid) not in running:
+                multiprocess.mark_process_dead(int(pid), str(self.metrics))  # type: ignore[no-untyped-call]
 
 
 class Service:
@@ -141,7 +226,7 @@ class Service:
                     delay = min(delay * 2, 10.0)
             runtime.started.set()
             log.info("service started", extra={"port": settings.port_for(runtime.name)})
-            for loop in [*background, self.lag.run]:
+            for loop in [*background, self.lag.run, runtime.watch_readiness]:
                 runtime._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
 
         @asynccontextmanager
@@ -197,9 +282,11 @@ class Service:
                 status_code=200 if ok else 503,
             )
 
+        registry = metrics_registry()
+
         @ops.get("/metrics", summary="Prometheus ölçümleri")
         async def metrics() -> Response:
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
         @ops.get("/asyncapi", summary="Bu servisin Kafka konuları (AsyncAPI 3.0)")
         async def asyncapi() -> JSONResponse:

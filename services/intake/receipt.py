@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -19,6 +18,7 @@ from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
 
 from services.common.auth import Principal, Role, forbidden, request_settings, require_roles
+from services.common.fonts import FONT, add_fonts
 from services.common.labels import CHANNEL_LABELS, PRIORITY_LABELS, TYPE_LABELS
 from services.common.settings import Settings
 from services.common.turkish_time import long_datetime
@@ -29,8 +29,6 @@ from services.intake.pages import governorship
 
 router = APIRouter(prefix="/api/v1", tags=["başvurular"])
 
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-FONTS = {"": FONT_DIR / "DejaVuSans.ttf", "B": FONT_DIR / "DejaVuSans-Bold.ttf"}
 TITLE = "Açık Kapı Başvuru Alındı Belgesi"
 ANSWER_PROMISE = "Başvurunuz, alındığı günden sonraki 7 iş günü içinde cevaplanır."
 
@@ -82,15 +80,14 @@ def render_receipt(receipt: Receipt) -> bytes:
     pdf.set_creator("Açık Kapı")
     pdf.set_margins(20, 18, 20)
     pdf.set_auto_page_break(auto=True, margin=18)
-    for style, path in FONTS.items():
-        pdf.add_font("DejaVu", style, str(path))
+    add_fonts(pdf)
     pdf.add_page()
     width = pdf.epw
 
     def line(
         text: str, size: float, style: str = "", height: float = 7, align: Align = Align.L
     ) -> None:
-        pdf.set_font("DejaVu", style, size)
+        pdf.set_font(FONT, style, size)
         pdf.multi_cell(0, height, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     line(receipt.governorship, 15, "B", 8, align=Align.C)
@@ -104,7 +101,7 @@ def render_receipt(receipt: Receipt) -> bytes:
     pdf.ln(4)
 
     line("Başvuru numarası", 11, height=6, align=Align.C)
-    pdf.set_font("DejaVu", "B", 30)
+    pdf.set_font(FONT, "B", 30)
     pdf.cell(0, 18, receipt.application_number, border=1, align=Align.C,
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)  # fmt: skip
     pdf.ln(6)
@@ -124,9 +121,9 @@ def render_receipt(receipt: Receipt) -> bytes:
         rows.append(("Kaydeden görevli", receipt.recorded_by))
     label_width = 48
     for label, value in rows:
-        pdf.set_font("DejaVu", "B", 11)
+        pdf.set_font(FONT, "B", 11)
         pdf.cell(label_width, 7, label)
-        pdf.set_font("DejaVu", "", 11)
+        pdf.set_font(FONT, "", 11)
         pdf.multi_cell(
             width - label_width, 7, value, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT
         )

@@ -92,4 +92,6 @@ WAITING = Gauge(
     "acikkapi_notifications_waiting",
     "Messages waiting in the due index, by state (queued, held, retrying)",
     ["state"],
+    # Every worker counts the same shared collection: the latest count is the truest.
+    multiprocess_mode="livemostrecent",
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 from services.common.events import utcnow
 from services.reporting.chronic import DEFAULT_RULES, ChronicProblem, ChronicRules, find_chronic
-from services.reporting.chronic_store import ChronicProblems, ChronicTexts
+from services.reporting.chronic_store import ChronicProblems, ChronicTexts, problem_fields
 
 log = logging.getLogger(__name__)
 
@@ -21,25 +21,9 @@ def problem_view(problem: ChronicProblem) -> dict[str, Any]:
     """A problem as the pages, the API and the exports show it (no application ids)."""
     return {
         "id": problem.id,
-        "province_code": problem.province_code,
-        "district": problem.district,
-        "neighbourhood": problem.neighbourhood,
-        "heading_code": problem.heading_code,
-        "heading_name": problem.heading_name,
-        "institution_code": problem.institution_code,
-        "institution_name": problem.institution_name,
-        "count": problem.count,
-        "citizens": problem.citizens,
-        "weeks": problem.weeks,
+        **problem_fields(problem),
         "first_at": problem.first_at.isoformat(),
         "last_at": problem.last_at.isoformat(),
-        "weekly": [
-            {"week_start": w.week_start.isoformat(), "count": w.count} for w in problem.weekly
-        ],
-        "trend": problem.trend,
-        "examples": list(problem.examples),
-        "keywords": list(problem.keywords),
-        "application_numbers": list(problem.application_numbers),
     }
 
 

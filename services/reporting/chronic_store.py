@@ -152,10 +152,10 @@ class ChronicRun:
     duration_seconds: float
 
 
-def problem_document(problem: ChronicProblem, run_at: datetime) -> Document:
+def problem_fields(problem: ChronicProblem) -> Document:
+    """What a problem's stored document and its view (chronic_runner.problem_view) say alike, as
+    plain values; each writes the id and the times its own way."""
     return {
-        "_id": f"{problem.province_code}:{problem.id}",
-        "problem_id": problem.id,
         "province_code": problem.province_code,
         "district": problem.district,
         "neighbourhood": problem.neighbourhood,
@@ -166,8 +166,6 @@ def problem_document(problem: ChronicProblem, run_at: datetime) -> Document:
         "count": problem.count,
         "citizens": problem.citizens,
         "weeks": problem.weeks,
-        "first_ms": _ms(problem.first_at),
-        "last_ms": _ms(problem.last_at),
         "weekly": [
             {"week_start": w.week_start.isoformat(), "count": w.count} for w in problem.weekly
         ],
@@ -175,6 +173,16 @@ def problem_document(problem: ChronicProblem, run_at: datetime) -> Document:
         "examples": list(problem.examples),
         "keywords": list(problem.keywords),
         "application_numbers": list(problem.application_numbers),
+    }
+
+
+def problem_document(problem: ChronicProblem, run_at: datetime) -> Document:
+    return {
+        "_id": f"{problem.province_code}:{problem.id}",
+        "problem_id": problem.id,
+        **problem_fields(problem),
+        "first_ms": _ms(problem.first_at),
+        "last_ms": _ms(problem.last_at),
         "application_ids": list(problem.application_ids),
         "run_ms": _ms(run_at),
     }

@@ -269,6 +269,43 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
             "institution_fixed": own,
         }
 
+    def requested_scope(
+        principal: Principal,
+        province_code: str | None,
+        district: str | None,
+        institution_code: str | None,
+    ) -> Scope:
+        return resolve_scope(
+            principal,
+            settings,
+            province_code=parse_province(province_code),
+            district=district,
+            institution=institution_code,
+        )
+
+    def refusal(
+        principal: Principal,
+        exc: QueryError | HTTPException,
+        template: str,
+        form: Filters,
+        **empty: Any,
+    ) -> HTMLResponse:
+        """A page's answer to a query it cannot serve: the form again with its errors (422), or
+        the page that says access is denied (403); any other HTTP error goes on up."""
+        if isinstance(exc, QueryError):
+            return staff_page(
+                template,
+                status_code=422,
+                who=who(principal),
+                form=form,
+                errors=exc.errors,
+                **empty,
+                **choices(principal, None, None),
+            )
+        if exc.status_code != 403:
+            raise exc
+        return forbidden_page(principal, _message(exc))
+
     async def options_report(
         principal: Principal, scope: Scope, period: Period, report: dict[str, Any] | None
     ) -> dict[str, Any]:
@@ -304,27 +341,9 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
         )
         try:
             period = parse_period(start, end)
-            scope = resolve_scope(
-                principal,
-                settings,
-                province_code=parse_province(province_code),
-                district=district,
-                institution=institution_code,
-            )
-        except QueryError as exc:
-            return staff_page(
-                "pano.html.j2",
-                status_code=422,
-                who=who(principal),
-                form=form,
-                errors=exc.errors,
-                report=None,
-                **choices(principal, None, None),
-            )
-        except HTTPException as exc:
-            if exc.status_code != 403:
-                raise
-            return forbidden_page(principal, _message(exc))
+            scope = requested_scope(principal, province_code, district, institution_code)
+        except (QueryError, HTTPException) as exc:
+            return refusal(principal, exc, "pano.html.j2", form, report=None)
         report = await source.report(scope, period)
         options = await options_report(principal, scope, period, report)
         links = export_links(scope, period)
@@ -356,27 +375,9 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
             return RedirectResponse(login_url(request), status_code=303)
         form = Filters(_clean(province_code), _clean(district), _clean(institution_code))
         try:
-            scope = resolve_scope(
-                principal,
-                settings,
-                province_code=parse_province(province_code),
-                district=district,
-                institution=institution_code,
-            )
-        except QueryError as exc:
-            return staff_page(
-                "kronik.html.j2",
-                status_code=422,
-                who=who(principal),
-                form=form,
-                errors=exc.errors,
-                problems=None,
-                **choices(principal, None, None),
-            )
-        except HTTPException as exc:
-            if exc.status_code != 403:
-                raise
-            return forbidden_page(principal, _message(exc))
+            scope = requested_scope(principal, province_code, district, institution_code)
+        except (QueryError, HTTPException) as exc:
+            return refusal(principal, exc, "kronik.html.j2", form, problems=None)
         problems = [chronic_view(p) for p in await source.chronic(scope)]
         options = await options_report(principal, scope, Period(), None)
         return staff_page(

@@ -223,6 +223,11 @@ def _trend_table(code: str, title: str, period: Column, start: Column) -> Table:
     return Table(code, title, (period, start, *_TREND_FIGURES), _trend(code))
 
 
+# An institution is named by its code and its name in every table that lists institutions.
+_INSTITUTION = (
+    Column("Kurum kodu", Kind.TEXT, _field("institution_code")),
+    Column("Kurum", Kind.TEXT, _institution),
+)
 _KIND = Column("Kurum türü", Kind.TEXT, _field("kind"))
 
 TABLES: dict[str, Table] = {
@@ -237,13 +242,7 @@ TABLES: dict[str, Table] = {
             ),
             summary_rows,
         ),
-        _breakdown(
-            "by_institution",
-            "Kurumlar",
-            Column("Kurum kodu", Kind.TEXT, _field("institution_code")),
-            Column("Kurum", Kind.TEXT, _institution),
-            _KIND,
-        ),
+        _breakdown("by_institution", "Kurumlar", *_INSTITUTION, _KIND),
         _breakdown(
             "by_heading",
             "Ana başlıklar",
@@ -277,8 +276,7 @@ TABLES: dict[str, Table] = {
             "Kurum sıralaması",
             (
                 Column("Sıra", Kind.INT, _field("rank")),
-                Column("Kurum kodu", Kind.TEXT, _field("institution_code")),
-                Column("Kurum", Kind.TEXT, _institution),
+                *_INSTITUTION,
                 _KIND,
                 Column("Zamanında yanıt (%)", Kind.RATIO, _field("on_time_ratio")),
                 Column("Süresi değerlendirilen", Kind.INT, _field("judged")),
@@ -291,8 +289,7 @@ TABLES: dict[str, Table] = {
             "Süresi geçenler",
             (
                 Column("Başvuru numarası", Kind.TEXT, _field("application_number")),
-                Column("Kurum kodu", Kind.TEXT, _field("institution_code")),
-                Column("Kurum", Kind.TEXT, _institution),
+                *_INSTITUTION,
                 Column("Kategori", Kind.TEXT, _field("category_name")),
                 Column("İlçe", Kind.TEXT, _district),
                 Column("Alındığı zaman", Kind.MOMENT, _field("received_at")),

@@ -13,13 +13,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import Align, TableBordersLayout, XPos, YPos
 from fpdf.fonts import FontFace
 
+from services.common.fonts import FONT, add_fonts
 from services.common.turkish import turkish_upper
 from services.common.turkish_time import MONTHS, long_datetime, parse_instant
 from services.reporting.chronic import shorten
@@ -43,9 +43,6 @@ from services.reporting.page import (
 )
 from services.reporting.query import Period, QueryError
 
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-FONTS = {"": FONT_DIR / "DejaVuSans.ttf", "B": FONT_DIR / "DejaVuSans-Bold.ttf"}
-FONT = "DejaVu"
 OVERDUE_SHOWN = 30
 TOP_INSTITUTIONS = 12
 TOP_DISTRICTS = 15
@@ -127,8 +124,7 @@ class _Document(FPDF):
         self.set_lang("tr")
         self.set_margins(15, 16, 15)
         self.set_auto_page_break(auto=True, margin=16)
-        for style, path in FONTS.items():
-            self.add_font(FONT, style, str(path))
+        add_fonts(self)
 
     def header(self) -> None:
         if self.page_no() == 1:

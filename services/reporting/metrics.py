@@ -7,15 +7,21 @@ from collections.abc import Iterable
 
 from prometheus_client import Gauge
 
+from services.common.observability import withdraw
+
+# Several workers on one port: only the lease holder exports these, and during a handover the
+# old holder's figures may linger one round; the maximum never counts an institution twice.
 APPLICATIONS_OPEN = Gauge(
     "acikkapi_applications_open",
     "Applications an institution has not answered yet (province: plate code)",
     ["province", "institution"],
+    multiprocess_mode="livemax",
 )
 APPLICATIONS_OVERDUE = Gauge(
     "acikkapi_applications_overdue",
     "Open applications past their deadline (province: plate code)",
     ["province", "institution"],
+    multiprocess_mode="livemax",
 )
 
 _published: set[tuple[str, str]] = set()
@@ -34,8 +40,5 @@ def publish_institution_gauges(rows: Iterable[tuple[int, str, int, int]]) -> Non
         now.add(labels)
     for gone in _published - now:
         for gauge in (APPLICATIONS_OPEN, APPLICATIONS_OVERDUE):
-            try:
-                gauge.remove(*gone)
-            except KeyError:
-                pass
+            withdraw(gauge, *gone)
     _published = now

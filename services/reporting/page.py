@@ -452,51 +452,9 @@ def _outcomes(report: dict[str, Any]) -> Markup:
     )
 
 
-def dashboard_charts(report: dict[str, Any]) -> dict[str, Markup]:
-    """Every chart of the staff dashboard (/pano)."""
-    distribution = report["ratings"]["distribution"]
-    trends = report["trends"]
-    return {
-        "outcomes": _outcomes(report),
-        "weekly": trend_chart(trends["weekly"], "Haftalara göre gelen ve yanıtlanan başvurular"),
-        "monthly": trend_chart(
-            trends["monthly"], "Aylara göre gelen ve yanıtlanan başvurular", monthly=True
-        ),
-        "ranking": ranking_chart(
-            report["institution_ranking"], "Kurumlar: süresinde yanıt payına göre sıralama"
-        ),
-        "institutions": bar_chart(
-            _bars(report["by_institution"], institution_label, 15),
-            "En çok başvuru alan kurumlar (ilk 15)",
-        ),
-        "headings": bar_chart(
-            _bars(report["by_heading"], heading_label), "Ana başlıklara göre başvurular", **_HALF
-        ),
-        "districts": bar_chart(
-            _bars(report["by_district"], lambda r: district_label(r["district"])),
-            "İlçelere göre başvurular",
-            **_HALF,
-        ),
-        "channels": bar_chart(
-            _bars(report["by_channel"], lambda r: channel_label(r["channel"])),
-            "Kanallara göre başvurular",
-            **_HALF,
-        ),
-        "types": bar_chart(
-            _bars(report["by_type"], lambda r: type_label(r["application_type"])),
-            "Başvuru türlerine göre",
-            **_HALF,
-        ),
-        "ratings": bar_chart(
-            [(RATING_LABELS[k], distribution[k], RATING_COLORS[k]) for k in RATING_LABELS],
-            "Vatandaşların yanıtlara verdiği puanlar",
-            **_HALF,
-        ),
-    }
-
-
 def public_charts(report: dict[str, Any]) -> dict[str, Markup]:
-    """The public summary's charts (/rapor): aggregate counts only, nothing about one person."""
+    """The public summary's charts (/rapor): aggregate counts only, nothing about one person.
+    The staff dashboard shows them too, among its own."""
     return {
         "outcomes": _outcomes(report),
         "monthly": trend_chart(
@@ -515,6 +473,34 @@ def public_charts(report: dict[str, Any]) -> dict[str, Markup]:
         "channels": bar_chart(
             _bars(report["by_channel"], lambda r: channel_label(r["channel"])),
             "Kanallara göre başvurular",
+            **_HALF,
+        ),
+    }
+
+
+def dashboard_charts(report: dict[str, Any]) -> dict[str, Markup]:
+    """Every chart of the staff dashboard (/pano): the public ones and the staff's own."""
+    distribution = report["ratings"]["distribution"]
+    return {
+        **public_charts(report),
+        "weekly": trend_chart(
+            report["trends"]["weekly"], "Haftalara göre gelen ve yanıtlanan başvurular"
+        ),
+        "ranking": ranking_chart(
+            report["institution_ranking"], "Kurumlar: süresinde yanıt payına göre sıralama"
+        ),
+        "institutions": bar_chart(
+            _bars(report["by_institution"], institution_label, 15),
+            "En çok başvuru alan kurumlar (ilk 15)",
+        ),
+        "types": bar_chart(
+            _bars(report["by_type"], lambda r: type_label(r["application_type"])),
+            "Başvuru türlerine göre",
+            **_HALF,
+        ),
+        "ratings": bar_chart(
+            [(RATING_LABELS[k], distribution[k], RATING_COLORS[k]) for k in RATING_LABELS],
+            "Vatandaşların yanıtlara verdiği puanlar",
             **_HALF,
         ),
     }

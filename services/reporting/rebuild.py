@@ -60,6 +60,13 @@ class RebuildResult:
         return self.applications == self.report_total
 
 
+def _progress_bar(total: int, unit: str, desc: str, show: bool) -> tqdm:
+    """A progress bar on stderr (stdout keeps the command's result), or none when not `show`."""
+    return tqdm(
+        total=total, unit=unit, desc=desc, disable=not show, file=sys.stderr, dynamic_ncols=True
+    )
+
+
 async def _apply(subscription: Subscription, values: list[bytes | None], replay: Replay) -> None:
     """Decode and hand one topic's chunk to its handler; a bad event is skipped and counted
     (the live consumer sent it to the dead-letter topic), the rest still count."""
@@ -106,14 +113,7 @@ async def replay_topics(
         remaining = {tp: last[tp] for tp in partitions if last[tp] > first[tp]}
         total = sum(last[tp] - first[tp] for tp in partitions)
         await consumer.seek_to_beginning(*partitions)
-        bar = tqdm(
-            total=total,
-            unit=" olay",
-            desc="Olaylar yeniden okunuyor",
-            disable=not show_progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        bar = _progress_bar(total, " olay", "Olaylar yeniden okunuyor", show_progress)
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=CHUNK)
             chunk: dict[str, list[bytes | None]] = defaultdict(list)
@@ -175,14 +175,7 @@ async def rebuild(settings: Settings, *, show_progress: bool = True) -> RebuildR
         replay = await replay_topics(settings, reporting, show_progress=show_progress)
         started = time.perf_counter()
         days, _ = await store.backlog()
-        bar = tqdm(
-            total=days,
-            unit=" gün",
-            desc="Günler hücrelere toplanıyor",
-            disable=not show_progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        bar = _progress_bar(days, " gün", "Günler hücrelere toplanıyor", show_progress)
 
         def progress(done: int, goal: int) -> None:
             bar.total = max(goal, bar.total or 0)

@@ -3,7 +3,7 @@ miss: not again on the watcher's next round, nor when its events are delivered a
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -23,13 +23,19 @@ def misses(province: str, institution: str) -> float:
     return value or 0.0
 
 
-async def test_a_missed_deadline_is_counted_once_per_province_and_institution(world):
-    tracking, store, bus = world
-    before = misses("20", "PAMUKKALE-BLD")
+async def routed_with_deadline(tracking, store) -> datetime:
+    """One application received and routed to PAMUKKALE-BLD in Denizli; its deadline."""
     await tracking.on_received_batch([received()])
     await tracking.on_routed_batch([RoutingOutcome(routed())])
     deadline = store.apps[routed().application_id].deadline_at
     assert deadline is not None
+    return deadline
+
+
+async def test_a_missed_deadline_is_counted_once_per_province_and_institution(world):
+    tracking, store, bus = world
+    before = misses("20", "PAMUKKALE-BLD")
+    deadline = await routed_with_deadline(tracking, store)
 
     assert await tracking.check_deadlines(deadline - timedelta(minutes=1)) >= 0
     assert misses("20", "PAMUKKALE-BLD") == before  # not yet due (a warning at most)
@@ -48,10 +54,7 @@ async def test_a_miss_stored_while_kafka_is_away_is_counted_once_not_again_when_
 ):
     tracking, store, bus = world
     before = misses("20", "PAMUKKALE-BLD")
-    await tracking.on_received_batch([received()])
-    await tracking.on_routed_batch([RoutingOutcome(routed())])
-    deadline = store.apps[routed().application_id].deadline_at
-    assert deadline is not None
+    deadline = await routed_with_deadline(tracking, store)
 
     bus.fail_next = 1  # the miss is stored with its events, their publish fails
     with pytest.raises(KafkaConnectionError):

@@ -15,10 +15,11 @@ from fastapi import FastAPI
 
 from services.common.auth import Role
 from services.common.events import ApplicantContact, ApplicationType, Channel, Priority
+from services.common.fonts import FONTS
 from services.common.settings import Settings
 from services.intake.app import build_app
 from services.intake.domain import RegisteredApplication
-from services.intake.receipt import FONTS, receipt_of, render_receipt
+from services.intake.receipt import receipt_of, render_receipt
 from tests.support import bearer
 
 TRACKING = "https://acikkapi.denizli.gov.tr/takip"
