@@ -4,9 +4,10 @@ of the whole running stack, beside Kannel's own sendsms rate measured in the sam
     .venv/bin/python bench/drain.py --count 2000      # against `make run` (default ports)
 
 A stage is done for an application when: intake announced it (`received`), routing put it on
-its institution's topic, tracking announced `routed`, reporting's read model holds its routing,
-and notification reported its receipt SMS as sent. Each rate is N divided by the time from the
-first submission to the last application through that stage.
+its institution's topic, tracking announced `routed`, reporting's read model holds its routing
+and a fold of the report cells ended after that (the report counts it), and notification
+reported its receipt SMS as sent. Each rate is N divided by the time from the first submission
+to the last application through that stage.
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ async def drain(settings: Settings, count: int, timeout: float) -> dict[str, flo
     watch = Watch(settings, {b["submission_id"] for b in bodies})
     await watch.start()
     mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo_uri_for("reporting"))
-    read_model = mongo[settings.database_name("reporting")]["applications"]
+    reporting_db = mongo[settings.database_name("reporting")]
+    read_model = reporting_db["reporting_applications"]
+    in_read_model: dict[str, float] = {}  # application id → wall time first seen there
     # The submissions come as a channel adapter sends them, as the adapter's broker user.
     adapter = kafka_auth.client_options(settings, kafka_auth.ADAPTER)
     producer = AIOKafkaProducer(**adapter, acks="all", linger_ms=5)
@@ -178,7 +181,7 @@ async def drain(settings: Settings, count: int, timeout: float) -> dict[str, flo
         while time.perf_counter() < deadline:
             await asyncio.sleep(0.25)
             apps = list(watch.app_of.values())
-            pending = [a for a in apps if a not in watch.done["reported"]]
+            pending = [a for a in apps if a not in in_read_model]
             for chunk in range(0, len(pending), 1000):
                 ids = pending[chunk : chunk + 1000]
                 found = read_model.find(
@@ -189,9 +192,15 @@ async def drain(settings: Settings, count: int, timeout: float) -> dict[str, flo
                     },
                     {"_id": 1},
                 )
-                now = time.perf_counter()
                 async for doc in found:
-                    watch.done["reported"].setdefault(doc["_id"], now)
+                    in_read_model.setdefault(doc["_id"], time.time())
+            # In the report once a fold of the cells ended after the document was there.
+            folded = await reporting_db["reporting_meta"].find_one({"_id": "folded"})
+            if folded:
+                now = time.perf_counter()
+                for app_id, seen in in_read_model.items():
+                    if seen <= folded["at"]:
+                        watch.done["reported"].setdefault(app_id, now)
             counts = {stage: watch.count(stage) for stage in STAGES}
             if time.perf_counter() - last_report > 5:
                 last_report = time.perf_counter()

@@ -29,7 +29,6 @@ from services.reporting.cells import (
     ANY,
     OPEN_OVERDUE,
     TOTAL,
-    Cell,
     DayFold,
     Scope,
     merged,
@@ -42,6 +41,10 @@ from services.reporting.store import ReadModel
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+
+class LeaseLost(Exception):
+    """Another process took the fold lease (this one was too slow to renew it)."""
 
 
 @dataclass
@@ -94,10 +97,13 @@ class Aggregator:
         """One batch of dirty days, then the months they touched."""
         result = FoldResult()
         for marker in await self.store.dirty_day_batch(self.day_batch):
+            await self._keep_lease()
             result.applications += await self.fold_day(marker)
             result.days += 1
         months = await self.store.dirty_month_batch(self.month_batch)
-        for marker in months:
+        for number, marker in enumerate(months):
+            if number % 20 == 0:
+                await self._keep_lease()
             await self.fold_month(marker)
         await self.store.clear_months([m["_id"] for m in months])
         result.months = len(months)
@@ -105,26 +111,35 @@ class Aggregator:
             await self.store.set_folded(datetime.now(UTC))
         return result
 
+    async def _keep_lease(self) -> None:
+        """Renew the lease before each piece of work; a fold that lost it stops at once, so
+        two processes never fold at the same time."""
+        if not await self.store.hold_lease(self.owner, time.time(), self.lease_seconds):
+            self.holding = False
+            raise LeaseLost
+
     async def fold_all(self, progress: Progress | None = None) -> FoldResult:
-        """Fold until nothing is left (the rebuild command). It waits for the lease, so a
-        running service's loop and the command never fold at the same time."""
-        while True:
-            if await self.store.hold_lease(self.owner, time.time(), self.lease_seconds):
-                break
-            await asyncio.sleep(1.0)
-        self.holding = True
+        """Fold until nothing is left (the rebuild command). Where a running service holds the
+        lease, its own loop folds and this waits for the backlog to empty: one folder at a
+        time either way."""
         total = FoldResult()
         goal, _ = await self.store.backlog()
         try:
             while True:
-                await self.store.hold_lease(self.owner, time.time(), self.lease_seconds)
-                step = await self.fold_once()
+                step = FoldResult()
+                try:
+                    await self._keep_lease()
+                    self.holding = True
+                    step = await self.fold_once()
+                except LeaseLost:
+                    await asyncio.sleep(1.0)
                 total.days += step.days
                 total.months += step.months
                 total.applications += step.applications
+                days_left, months_left = await self.store.backlog()
                 if progress is not None:
-                    progress(min(total.days, goal), goal)
-                if not step.days and not step.months:
+                    progress(max(0, goal - days_left), goal)
+                if not days_left and not months_left:
                     return total
         finally:
             await self.stop()
@@ -136,7 +151,7 @@ class Aggregator:
         for doc in await self.store.scope_cells("month"):
             if doc.get("institution") in (None, ANY):
                 continue
-            vector = Cell.from_document(doc).rows.get("all", {}).get("", [])
+            vector = list(doc.get("all") or [])
             padded = vector + [0] * (OPEN_OVERDUE + 1 - len(vector))
             key = (int(doc["province_code"]), str(doc["institution"]))
             figures = rows.setdefault(key, [0, 0])
@@ -159,11 +174,14 @@ class Aggregator:
                         metrics.publish_institution_gauges(())
                 if holding:
                     step = await self.fold_once()
-                    if step.days or time.monotonic() >= gauges_due:
+                    if time.monotonic() >= gauges_due:
                         await self.publish_gauges()
                         gauges_due = time.monotonic() + 30
                     if step.days == self.day_batch:
                         continue  # more is waiting: no pause
+            except LeaseLost:
+                log.info("reporting fold lease lost mid-fold; another process folds now")
+                metrics.publish_institution_gauges(())
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -181,6 +181,9 @@ class Cell:
                 for kind, names in self.names.items()
             },
             "series": dict(self.series),
+            # The cell's own total row again, on its own: what the gauges and the rebuild's
+            # count read (nx-27017 projects no dotted path).
+            "all": trimmed(self.rows.get(ALL, {}).get(UNKNOWN, [])),
         }
 
     @classmethod

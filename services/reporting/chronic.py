@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal, TypeVar
 
+from stdnum.tr import tckimlik
+
 from services.common.observability import _TCKN_RE
 from services.common.pii import PiiCipher
 from services.common.turkish import turkish_lower, turkish_upper
@@ -117,6 +119,9 @@ class ChronicProblem:
     keywords: tuple[str, ...]
     application_numbers: tuple[str, ...]
     application_ids: tuple[str, ...] = field(default=())
+    # The institution each application went to, in the order of `application_numbers`: an
+    # institution reading the problem sees only its own applications of it.
+    member_institutions: tuple[str, ...] = field(default=())
 
 
 # --- Masking ------------------------------------------------------------------------------------
@@ -125,11 +130,26 @@ _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # TR, two check digits, 22 more digits (five groups of four and two), spaced or not.
 _IBAN_RE = re.compile(r"(?<![\w])TR[ ]?\d{2}(?:[ ]?\d{4}){5}[ ]?\d{2}(?!\d)", re.IGNORECASE)
 # Turkish numbers: +90 / 0090 / 90 / 0, then a 2xx-5xx area or mobile code and seven digits,
-# spaced, dotted, dashed or bracketed as people write them.
+# spaced, dotted, dashed or bracketed as people write them ("0(532)1234567", "0 (532) 123 45 67").
 _PHONE_RE = re.compile(
-    r"(?<![\d+])(?:(?:\+|00)?90[ .-]?)?(?:\(0?[2-5]\d{2}\)|0?[2-5]\d{2})"
+    r"(?<![\d+])(?:(?:\+|00)?90[ .-]?)?(?:0[ .-]?)?(?:\(0?[2-5]\d{2}\)|[2-5]\d{2})"
     r"[ .-]?\d{3}[ .-]?\d{2}[ .-]?\d{2}(?!\d)"
 )
+# Groups of digits with one separator between them (a space, a dot, a dash or " - "), as a TC
+# Kimlik No is sometimes written: "123 456 789 50", "1234567895 0", "12345-678-950". Only eleven
+# digits in whole groups that pass the number's check digits are masked, so dates, amounts,
+# plates and street numbers stay.
+_DIGIT_GROUPS_RE = re.compile(r"(?<!\d)\d+(?:(?:[ .-]| - )\d+)+(?!\d)")
+_DIGITS_RE = re.compile(r"\d+")
+# The endings a name takes written without an apostrophe ("Ayşenin", "Yılmazlara",
+# "Ayşegile", "Ayşeninki"), in folded letters (ı -> i, ü -> u): "gil" (the family), the plural
+# with or without a possessive, one case ending, then "ki". Only inflections, so a word made
+# from a name ("Denizli" from "Deniz") stays.
+_NAME_SUFFIX = r"(?:gil)?(?:l[ae]r[iu]?)?(?:[ny]?[iu]n?|[ny]?[ae]|n?[dt][ae]n?|y?l[ae])?(?:ki)?"
+# A name ending in p, t or k softens before a vowel ending when written without an apostrophe
+# ("Murat" -> "Muradın", "Burak" -> "Burağa"; ğ folds to g).
+_SOFTENED = {"p": "b", "t": "d", "k": "g"}
+_VOWEL_SUFFIX = r"(?:[iu]n?|[ae])(?:ki)?"
 _FOLD = str.maketrans("çğıöşüâîû", "cgiosuaiu")
 
 
@@ -150,9 +170,53 @@ def mask_text(text: str, *, names: Sequence[str]) -> str:
     street names and other people's titles stay: they say where and what, not who wrote."""
     text = _IBAN_RE.sub("[IBAN]", text)
     text = _EMAIL_RE.sub("[e-posta]", text)
+    # Before the phones: a grouped number passing the TC Kimlik No check digits is one.
+    text = _DIGIT_GROUPS_RE.sub(_mask_grouped_tckn, text)
     text = _PHONE_RE.sub("[telefon]", text)
     text = _TCKN_RE.sub("[TC kimlik no]", text)
     return _mask_names(text, names)
+
+
+def _mask_grouped_tckn(match: re.Match[str]) -> str:
+    """The run of digit groups with every eleven digits of whole groups that are a valid TC
+    Kimlik No masked."""
+    run = match.group()
+    groups = [(g.start(), g.end()) for g in _DIGITS_RE.finditer(run)]
+    out: list[str] = []
+    last = 0
+    i = 0
+    while i < len(groups):
+        j = i
+        count = 0
+        while j < len(groups) and count < 11:
+            count += groups[j][1] - groups[j][0]
+            j += 1
+        start, end = groups[i][0], groups[j - 1][1]
+        if count == 11 and tckimlik.is_valid(_digits_only(run[start:end])):
+            out.append(run[last:start])
+            out.append("[TC kimlik no]")
+            last = end
+            i = j
+        else:
+            i += 1
+    out.append(run[last:])
+    return "".join(out)
+
+
+def _digits_only(text: str) -> str:
+    return "".join(_DIGITS_RE.findall(text))
+
+
+def _name_part_pattern(part: str) -> str:
+    """A folded name part as a pattern: with an ending when it has three letters or more (a
+    two-letter name plus an ending is too often an ordinary word)."""
+    if sum(c.isalpha() for c in part) < 3:
+        return re.escape(part)
+    alternatives = [re.escape(part) + _NAME_SUFFIX]
+    soft = _SOFTENED.get(part[-1])
+    if soft:
+        alternatives.append(re.escape(part[:-1] + soft) + _VOWEL_SUFFIX)
+    return "(?:" + "|".join(alternatives) + ")"
 
 
 def _mask_names(text: str, names: Sequence[str]) -> str:
@@ -163,8 +227,9 @@ def _mask_names(text: str, names: Sequence[str]) -> str:
     )
     if not parts:
         return text
-    one = "(?:" + "|".join(re.escape(p) for p in parts) + ")"
-    # Name parts next to each other ("Ayşe Nur Kaya") become one tag; a suffix stays ("'nin").
+    one = "(?:" + "|".join(_name_part_pattern(p) for p in parts) + ")"
+    # Name parts next to each other ("Ayşe Nur Kaya") become one tag, with or without an ending
+    # ("Ayşenin", "Yılmazlara"); an ending after an apostrophe stays ("'nin").
     pattern = re.compile(rf"(?<!\w){one}(?:[ \t]+{one})*(?!\w)")
     folded = fold(text)
     out: list[str] = []
@@ -519,6 +584,7 @@ def _problem(members: list[_Doc], now: datetime, rules: ChronicRules) -> Chronic
         keywords=_keywords(members, rules.keywords),
         application_numbers=tuple(r.application_number for r in records),
         application_ids=tuple(r.application_id for r in records),
+        member_institutions=tuple(r.institution_code for r in records),
     )
 
 

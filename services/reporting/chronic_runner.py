@@ -47,19 +47,22 @@ class ChronicDetector:
         now = now or utcnow()
         since = now - timedelta(weeks=self.rules.window_weeks)
         found: dict[int, int] = {}
-        for province in await self.texts.provinces():
-            started = time.perf_counter()
-            records = await self.texts.load_window(province, since)
-            problems = await asyncio.to_thread(find_chronic, records, now=now, rules=self.rules)
-            await self.problems.save_problems(
-                province,
-                problems,
-                now,
-                applications=len(records),
-                duration_seconds=time.perf_counter() - started,
-            )
-            found[province] = len(problems)
-        await self.texts.forget_before(since)
+        try:
+            for province in await self.texts.provinces():
+                started = time.perf_counter()
+                records = await self.texts.load_window(province, since)
+                problems = await asyncio.to_thread(find_chronic, records, now=now, rules=self.rules)
+                await self.problems.save_problems(
+                    province,
+                    problems,
+                    now,
+                    applications=len(records),
+                    duration_seconds=time.perf_counter() - started,
+                )
+                found[province] = len(problems)
+        finally:
+            # The texts serve the window only: they go even when a detection failed.
+            await self.texts.forget_before(since)
         return found
 
     async def run(self, is_leader: Any) -> None:

@@ -184,6 +184,7 @@ def problem_document(problem: ChronicProblem, run_at: datetime) -> Document:
         "first_ms": _ms(problem.first_at),
         "last_ms": _ms(problem.last_at),
         "application_ids": list(problem.application_ids),
+        "member_institutions": list(problem.member_institutions),
         "run_ms": _ms(run_at),
     }
 
@@ -211,6 +212,7 @@ def problem_from(doc: Document) -> ChronicProblem:
         keywords=tuple(doc["keywords"]),
         application_numbers=tuple(doc["application_numbers"]),
         application_ids=tuple(doc.get("application_ids") or ()),
+        member_institutions=tuple(doc.get("member_institutions") or ()),
     )
 
 

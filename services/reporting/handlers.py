@@ -136,10 +136,29 @@ class Reporting:
         )
 
     async def chronic(self, scope: Scope) -> list[dict[str, Any]]:
-        """The province's chronic problems of the last detection run, narrowed to the scope."""
+        """The province's chronic problems of the last detection run, narrowed to the scope.
+        A problem may gather applications sent to several institutions: one institution sees
+        every problem it has an application in, but only its own applications' numbers, and the
+        examples only when all the applications are its own."""
         problems = await self.problems.problems(
             scope.province_code,
             district=None if scope.district == ANY else scope.district,
-            institution=None if scope.institution == ANY else scope.institution,
         )
-        return [problem_view(p) for p in problems]
+        if scope.institution == ANY:
+            return [problem_view(p) for p in problems]
+        views = []
+        for problem in problems:
+            members = problem.member_institutions or (problem.institution_code,) * problem.count
+            if scope.institution not in members:
+                continue
+            view = problem_view(problem)
+            view["application_numbers"] = [
+                number
+                for number, owner in zip(problem.application_numbers, members, strict=False)
+                if owner == scope.institution
+            ]
+            view["other_institutions_applications"] = sum(m != scope.institution for m in members)
+            if view["other_institutions_applications"]:
+                view["examples"] = []
+            views.append(view)
+        return views

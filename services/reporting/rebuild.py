@@ -159,7 +159,7 @@ async def report_total(store: ReadModel) -> int:
     total = 0
     for doc in await store.scope_cells("month"):
         if doc.get("institution") == "*":
-            row = (doc.get("rows") or {}).get("all", {}).get("", [])
+            row = doc.get("all") or []
             total += row[0] if row else 0
     return total
 

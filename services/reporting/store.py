@@ -91,6 +91,7 @@ class ReadModel:
         await self.overdue.create_index(
             [("province_code", ASCENDING), ("day", ASCENDING)], name="province_day"
         )
+        await self.dirty_days.create_index([("at", ASCENDING)], name="at")
 
     async def drop(self) -> None:
         """Forget everything (a rebuild starts here)."""
@@ -178,7 +179,12 @@ class ReadModel:
         return (f"{first[:4]}-{first[4:6]}-{first[6:]}", f"{last[:4]}-{last[4:6]}-{last[6:]}")
 
     async def dirty_day_batch(self, limit: int) -> list[dict[str, Any]]:
-        cursor = self.dirty_days.find({}, {"province_code": 1, "day": 1, "gen": 1}).limit(limit)
+        # Longest waiting first: a day marked again and again cannot hold the others back.
+        cursor = (
+            self.dirty_days.find({}, {"province_code": 1, "day": 1, "gen": 1})
+            .sort("at", ASCENDING)
+            .limit(limit)
+        )
         return [doc async for doc in cursor]
 
     async def clear_day(self, marker: Mapping[str, Any]) -> None:
@@ -315,7 +321,8 @@ class ReadModel:
         query: dict[str, Any] = {"grain": grain, "district": "*"}
         if province_code is not None:
             query["province_code"] = province_code
-        return [doc async for doc in self.cells.find(query)]
+        fields = {"province_code": 1, "institution": 1, "all": 1}
+        return [doc async for doc in self.cells.find(query, fields)]
 
     # --- the overdue list ---------------------------------------------------------------------
 

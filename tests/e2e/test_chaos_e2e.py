@@ -374,7 +374,7 @@ async def counted_by_reporting(mongo: AsyncMongoClient, chaos: Chaos, ids: list[
     institution."""
     db = mongo[chaos.settings.database_name("reporting")]
     counted = set()
-    async for doc in db["applications"].find({"_id": {"$in": ids}}):
+    async for doc in db["reporting_applications"].find({"_id": {"$in": ids}}):
         routings = (doc.get("routings") or {}).values()
         if (
             doc.get("received_day")

@@ -232,3 +232,32 @@ async def test_the_stored_path_finds_what_the_labelled_evaluation_finds(stores: 
     assert last is not None and last.problems == 2 and last.run_at == run_at + timedelta(hours=1)
     assert await stores.problems.runs.count_documents({"province_code": 20}) == 2
     assert await stores.problems.last_run(7) is None
+
+
+async def test_an_institution_sees_only_its_own_applications_of_a_shared_problem(
+    stores: Stores,
+) -> None:
+    from dataclasses import replace
+
+    from services.reporting.cells import Scope
+    from services.reporting.handlers import Reporting
+
+    apps = labelled_applications()
+    await stores.texts.record_received([received(a) for a in apps], BENCH_KEY)
+    await stores.texts.record_routed([routed(a, at=NOW - timedelta(days=1)) for a in apps])
+    loaded = await stores.texts.load_window(20, NOW - timedelta(weeks=12))
+    problem = find_chronic(loaded, now=NOW)[0]
+    owner = problem.member_institutions[0]
+    # One of its applications went to another institution.
+    shared = replace(problem, member_institutions=(owner, *(["BASKA"] * (problem.count - 1))))
+    await stores.problems.save_problems(20, [shared], NOW)
+    reporting = Reporting(None, stores.texts, stores.problems, BENCH_KEY)  # type: ignore[arg-type]
+
+    [whole] = await reporting.chronic(Scope(20))
+    assert whole["application_numbers"] == list(problem.application_numbers)
+    [mine] = await reporting.chronic(Scope(20, institution=owner))
+    assert mine["application_numbers"] == [problem.application_numbers[0]]
+    assert mine["examples"] == [] and mine["other_institutions_applications"] == problem.count - 1
+    [other] = await reporting.chronic(Scope(20, institution="BASKA"))
+    assert len(other["application_numbers"]) == problem.count - 1
+    assert await reporting.chronic(Scope(20, institution="HICBIRI")) == []

@@ -341,3 +341,108 @@ def test_the_labelled_sets_texts_keep_no_personal_data_after_masking():
         assert "@" not in text
         assert not re.search(r"\d{11}", re.sub(r"\s", "", text))
     assert names_written >= 10  # the set does exercise the masking
+
+
+# --- Masking: numbers written in groups, phone shapes, names with an ending ---------------------
+
+
+@pytest.mark.parametrize(
+    "tckn",
+    [
+        "123 456 789 50",
+        "1234567895 0",
+        "12345-678-950",
+        "123.456.789.50",
+        "123 - 456 - 789 - 50",
+        "172 917 160 60",
+        "10000000146",
+    ],
+)
+def test_a_tc_kimlik_no_written_in_groups_is_masked(tckn):
+    assert mask_text(f"T.C. kimlik no {tckn} olan benim", names=[]) == (
+        "T.C. kimlik no [TC kimlik no] olan benim"
+    )
+
+
+def test_a_grouped_tc_kimlik_no_next_to_another_number_is_masked_alone():
+    assert mask_text("kimlik 123 456 789 50 5 yıldır bekliyorum", names=[]) == (
+        "kimlik [TC kimlik no] 5 yıldır bekliyorum"
+    )
+
+
+def test_grouped_digits_failing_the_tc_kimlik_check_digits_stay():
+    text = "Sayaç no 123 456 789 01, abone 1234567890 1"
+    assert mask_text(text, names=[]) == text
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "tel:0(532)1234567",
+        "0 (532) 123 45 67",
+        "0(532) 123 45 67",
+        "+90 (532) 123-45-67",
+        "0532-123-4567",
+        "532 123 45 67",
+        "0 532 123 45 67",
+    ],
+)
+def test_phone_numbers_with_a_separate_zero_or_brackets_are_masked(phone):
+    assert mask_text(f"Beni {phone} arayın.", names=[]) == "Beni [telefon] arayın."
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("Ayşenin evinin önü", "[ad] evinin önü"),
+        ("AYŞENİN EVİNİN ÖNÜ", "[ad] EVİNİN ÖNÜ"),
+        ("Ayşe'nin evinin önü", "[ad]'nin evinin önü"),
+        ("aysenin evinin onu", "[ad] evinin onu"),
+        ("Yılmazlara su gelmiyor", "[ad] su gelmiyor"),
+        ("YILMAZLARIN bahçesi", "[ad] bahçesi"),
+        ("Ayşe Yılmazın kapısı", "[ad soyad] kapısı"),
+        ("Ayşeye söylediler", "[ad] söylediler"),
+        ("Ayşegilde su yok", "[ad] su yok"),
+        ("Yılmazdan haber yok", "[ad] haber yok"),
+    ],
+)
+def test_the_applicants_names_with_a_turkish_ending_and_no_apostrophe_are_masked(text, masked):
+    assert mask_text(text, names=["Ayşe", "Yılmaz"]) == masked
+
+
+def test_a_name_ending_in_p_t_or_k_is_masked_softened_before_a_vowel():
+    assert mask_text("Muradın ve Burağa yazdılar", names=["Murat", "Burak"]) == (
+        "[ad] ve [ad] yazdılar"
+    )
+
+
+def test_a_two_letter_name_takes_no_ending():
+    # "Su" and "Ay" are names and words: "Suyun", "Aya" stay, the bare name goes.
+    assert mask_text("Su kesik, suyun basıncı yok, Aya sordum, adım Su Ay", names=["Su Ay"]) == (
+        "Su kesik, suyun basıncı yok, Aya sordum, adım [ad soyad]"
+    )
+
+
+def test_a_word_made_from_a_name_is_not_an_ending():
+    text = "Denizlinin merkezinde, Denizliye giden yol"
+    assert mask_text(text, names=["Deniz"]) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "20 ABC 123 plakalı araç",
+        "20 AB 1234 plaka",
+        "1453 Sokak No:12/3 önü",
+        "Cumhuriyet Cad. No 125 Daire 4",
+        "1.250 TL ceza",
+        "1.250.000,50 TL ödendi",
+        "12.03.2026 tarihinde",
+        "12.03.2026 - 15.03.2026 arası",
+        "2026-03-12 saat 14.30",
+        "12/03/2026 günü 3 kez",
+        "abone no 1234 5678",
+    ],
+)
+def test_plates_street_numbers_amounts_and_dates_stay(text):
+    assert mask_text(text, names=["Ayşe", "Yılmaz"]) == text
