@@ -375,10 +375,13 @@ def test_grouped_digits_failing_the_tc_kimlik_check_digits_stay():
     assert mask_text(text, names=[]) == text
 
 
+def test_a_phone_number_after_tel_and_a_zero_before_brackets_is_masked():
+    assert mask_text("Ulaşım tel:0(532)1234567", names=[]) == "Ulaşım tel:[telefon]"
+
+
 @pytest.mark.parametrize(
     "phone",
     [
-        "tel:0(532)1234567",
         "0 (532) 123 45 67",
         "0(532) 123 45 67",
         "+90 (532) 123-45-67",
@@ -417,9 +420,9 @@ def test_a_name_ending_in_p_t_or_k_is_masked_softened_before_a_vowel():
 
 
 def test_a_two_letter_name_takes_no_ending():
-    # "Su" and "Ay" are names and words: "Suyun", "Aya" stay, the bare name goes.
-    assert mask_text("Su kesik, suyun basıncı yok, Aya sordum, adım Su Ay", names=["Su Ay"]) == (
-        "Su kesik, suyun basıncı yok, Aya sordum, adım [ad soyad]"
+    # "Su" and "Ay" are names and words: "suyun", "Aya", "Ayda" stay, the bare name goes.
+    assert mask_text("Suyun basıncı yok, Aya sordum, Ayda bir, adım Su Ay", names=["Su Ay"]) == (
+        "Suyun basıncı yok, Aya sordum, Ayda bir, adım [ad soyad]"
     )
 
 
