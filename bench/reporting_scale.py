@@ -7,8 +7,8 @@ and what folding them into cells costs.
 Against the stack's MongoDB for reporting (`make run`: nx-27017). The bench fills a database of
 its own (prefix `benchrep<hex>`, dropped at the end unless --keep) with N applications in the
 read model's real document shape (what the event patches write: receipt, routing with
-institution and category, statuses, outcome, deadline, overdue flag, rating), spread over the two
-years before today in Denizli's 19 districts, 83 institutions, 17 headings and 327 categories,
+institution and category, statuses, outcome, deadline, overdue flag, rating), spread over the
+--days (365) before today in Denizli's 19 districts, 83 institutions, 17 headings and 327 categories,
 with Denizli's mix of outcomes (263 olumlu, 123 olumsuz, 245 kısmen olumlu of 631), marks their
 days dirty as the consumers do, and folds them with the service's own `Aggregator`.
 
@@ -132,6 +132,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--applications", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--days", type=int, default=365, help="days of receipt they spread over")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()
     settings = Settings(db_prefix=f"benchrep{uuid.uuid4().hex[:6]}")
@@ -142,14 +143,14 @@ async def main() -> None:
     await store.ensure_indexes()
     rng = random.Random(20)
     today = datetime.now(UTC).astimezone(ISTANBUL).date()
-    first_day = today - timedelta(days=730)
+    first_day = today - timedelta(days=args.days)
     try:
         print(f"applications: {args.applications:,}, {first_day} .. {today - timedelta(days=1)}")
         started = time.perf_counter()
         batch: list[dict[str, Any]] = []
         days: set[tuple[int, str]] = set()
         for number in range(args.applications):
-            doc = application(rng, number, first_day, 730)
+            doc = application(rng, number, first_day, args.days)
             batch.append(doc)
             days.add((20, doc["received_day"]))
             if len(batch) == 5000:
@@ -176,7 +177,7 @@ async def main() -> None:
 
         folded = await Aggregator(store).fold_all(progress)
         fold_seconds = time.perf_counter() - started
-        cells = await store.cells.count_documents({})
+        cells = await store.cells.estimated_document_count()
         print(
             f"fold: {fold_seconds:.1f} s for {folded.days:,} days and {folded.months:,} month "
             f"cells ({args.applications / fold_seconds:,.0f} applications/s; "

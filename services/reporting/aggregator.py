@@ -41,6 +41,8 @@ from services.reporting.store import ReadModel
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+# From this many marked scopes of one month on, its day cells are read in one query.
+MANY_SCOPES = 40
 
 
 class LeaseLost(Exception):
@@ -62,7 +64,7 @@ class Aggregator:
         interval: float = 1.0,
         lease_seconds: float = 30.0,
         day_batch: int = 20,
-        month_batch: int = 100,
+        month_batch: int = 2000,
     ) -> None:
         self.store = store
         self.interval = interval
@@ -101,10 +103,20 @@ class Aggregator:
             result.applications += await self.fold_day(marker)
             result.days += 1
         months = await self.store.dirty_month_batch(self.month_batch)
-        for number, marker in enumerate(months):
-            if number % 20 == 0:
-                await self._keep_lease()
-            await self.fold_month(marker)
+        by_month: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        for marker in months:
+            by_month.setdefault((int(marker["province_code"]), marker["month"]), []).append(marker)
+        for (province, month), markers in by_month.items():
+            await self._keep_lease()
+            if len(markers) < MANY_SCOPES:
+                for marker in markers:
+                    await self.fold_month(marker)
+                continue
+            # Many scopes of one month (a rebuild, a busy day): read its day cells once.
+            days = await self.store.day_cells_of_month(province, month)
+            for marker in markers:
+                scope = Scope(province, marker["district"], marker["institution"])
+                await self.store.replace_month(scope, month, merged(days.get(scope, [])))
         await self.store.clear_months([m["_id"] for m in months])
         result.months = len(months)
         if result.days or result.months:

@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.events import Status
 from services.common.mongo import Database
-from services.reporting.cells import Cell, OverdueEntry, Scope, periods_between
+from services.reporting.cells import Cell, OverdueEntry, Scope, month_days, periods_between
 from services.reporting.domain import Patch, status_field
 
 # Only what the fold reads travels back from the database.
@@ -290,6 +290,23 @@ class ReadModel:
         ids = [scope.cell_id(grain, p) for p in periods_between(grain, first, last)]
         cursor = self.cells.find({"_id": {"$in": ids}}, {"rows": 1, "names": 1, "series": 1})
         return [Cell.from_document(doc) async for doc in cursor]
+
+    async def day_cells_of_month(self, province_code: int, month: str) -> dict[Scope, list[Cell]]:
+        """Every day cell of a province's month, by scope: one indexed read where many scopes'
+        months are to be summed at once (a rebuild), instead of one read per scope."""
+        first, last = month_days(month)
+        cursor = self.cells.find(
+            {
+                "province_code": province_code,
+                "grain": "day",
+                "period": {"$gte": first.isoformat(), "$lte": last.isoformat()},
+            }
+        )
+        cells: dict[Scope, list[Cell]] = {}
+        async for doc in cursor:
+            scope = Scope(province_code, doc["district"], doc["institution"])
+            cells.setdefault(scope, []).append(Cell.from_document(doc))
+        return cells
 
     async def month_cell(self, scope: Scope, month: str) -> dict[str, Any] | None:
         return await self.cells.find_one({"_id": scope.cell_id("month", month)})
