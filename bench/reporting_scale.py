@@ -8,7 +8,8 @@ Against the stack's MongoDB for reporting (`make run`: nx-27017). The bench fill
 its own (prefix `benchrep<hex>`, dropped at the end unless --keep) with N applications in the
 read model's real document shape (what the event patches write: receipt, routing with
 institution and category, statuses, outcome, deadline, overdue flag, rating), spread over the
---days (365) before today in Denizli's 19 districts, 83 institutions, 17 headings and 327 categories,
+--days (365) before today in Denizli's 19 districts, 83 institutions, 17 headings and 327
+categories,
 with Denizli's mix of outcomes (263 olumlu, 123 olumsuz, 245 kısmen olumlu of 631), marks their
 days dirty as the consumers do, and folds them with the service's own `Aggregator`.
 
