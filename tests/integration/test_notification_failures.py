@@ -626,6 +626,9 @@ async def test_a_process_killed_mid_batch_and_restarted_sends_every_sms_once(
     report("process_killed", figures, record_property)
     assert killed_at < asked, "nothing was left to send when the process was killed"
     assert figures.duplicates == 0, figures.line()
-    assert figures.arrived == figures.requested, figures.line()
-    # Only the calls in flight at the kill can be left uncertain (never resent).
-    assert sum(figures.uncertain.values()) <= CHUNK * CHUNKS_IN_FLIGHT, figures.line()
+    # Only the calls in flight at the kill can be left uncertain: never resent, since a second
+    # SMS is worse than none; whether one reached Kannel before the kill depends on the
+    # machine's speed. Every other SMS arrives, once.
+    uncertain = sum(figures.uncertain.values())
+    assert uncertain <= CHUNK * CHUNKS_IN_FLIGHT, figures.line()
+    assert figures.requested - uncertain <= figures.arrived <= figures.requested, figures.line()
