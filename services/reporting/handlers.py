@@ -16,7 +16,7 @@ from services.common.events import (
     utcnow,
 )
 from services.common.messaging import PermanentError
-from services.reporting.cells import ANY, Scope, clamp, merged, plan
+from services.reporting.cells import ALL, ANY, UNKNOWN, Scope, clamp, figures, merged, plan
 from services.reporting.chronic_runner import problem_view
 from services.reporting.chronic_store import ChronicProblems, ChronicTexts
 from services.reporting.domain import (
@@ -118,20 +118,21 @@ class Reporting:
         if span is not None:
             for grain, first, last in clamp(plan(period.start, period.end), *span):
                 cells += await self.store.cells_between(scope, grain, first, last)
-        overdue, overdue_total = await self.store.overdue_lines(
+        overdue = await self.store.overdue_lines(
             scope,
             period.start.isoformat() if period.start else None,
             period.end.isoformat() if period.end else None,
             OVERDUE_LIST_LIMIT,
         )
+        total = merged(cells)
         return assemble(
-            merged(cells),
+            total,
             scope=scope,
             period=period,
             generated_at=generated_at,
             as_of=await self.store.folded_at(),
             overdue=overdue,
-            overdue_total=overdue_total,
+            overdue_total=figures(total.rows.get(ALL, {}).get(UNKNOWN, []))["open_overdue"],
             province_name=province_name(scope.province_code),
         )
 
