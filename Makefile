@@ -27,7 +27,7 @@ MYPY_TARGETS = services deploy/local/stack.py tests/support.py tests/conftest.py
 	tests/unit/test_intake_handlers.py tests/unit/test_routing_handlers.py \
 	tests/unit/test_tracking_handlers.py tests/unit/test_local_stack.py tests/browser/conftest.py
 
-.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines bench-metrics bench-reports bench-rebuild bench-chronic
+.PHONY: help install run stop status institution test test-unit lint types fmt bench bench-cost bench-pii bench-scale bench-chaos bench-routing bench-officer bench-sms bench-deadlines bench-metrics bench-reports bench-rebuild bench-chronic
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ bench-officer: ## time from an officer's route action to the institution's topic
 
 bench-cost: ## CPU and Kafka messages one application costs the running stack (`make run` first)
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/cost_per_application.py
+
+bench-pii: ## intake's throughput with and without PII encryption, alternating rounds, as a ratio (`make run` first)
+	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/pii_cost.py
 
 bench-scale: ## the drain with 1, 2 and 3 routing and tracking processes (`make run` first)
 	@eval "$$(AK_DATA_DIR=$(RUN_DATA) $(STACK) env)"; $(PY) bench/scale_out.py

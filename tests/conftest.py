@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from services.common import kafka_auth, messaging, topics
 from services.common.auth import Role
+from services.common.mongo import Client, make_client
 from services.common.settings import Settings
 from services.routing.messaging import taxonomy_published
 from services.routing.taxonomy import default_registry
@@ -54,6 +55,14 @@ def settings() -> Settings:
     return Settings(
         db_prefix=f"t{uuid.uuid4().hex[:8]}", kafka_username=kafka_auth.ADMIN, **CHECKS_OFF
     )
+
+
+@pytest.fixture(scope="module")
+async def mongo(settings: Settings) -> AsyncIterator[Client]:
+    """A client of the test stack's MongoDB, one per test module."""
+    client = make_client(settings)
+    yield client
+    await client.close()
 
 
 def kafka(bootstrap: str) -> dict[str, Any]:

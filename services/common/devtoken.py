@@ -53,7 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--province", type=int, help="il plaka kodu, ör. 20")
     parser.add_argument("--subject", default=None, help="kullanıcı adı (varsayılan: rolün adı)")
     parser.add_argument("--hours", type=int, default=12, help="geçerlilik süresi (saat)")
+    parser.add_argument("--unit", help="kurumun alt birimi (role=institution, isteğe bağlı)")
+    parser.add_argument("--district", help="ilçe (role=counter_officer, isteğe bağlı)")
     args = parser.parse_args(argv)
+    if get_settings().production:
+        parser.exit(
+            2,
+            "Geliştirme oturum anahtarları üretim kipinde (AK_ENVIRONMENT=production) "
+            "üretilmez: görevliler kimlik sağlayıcısından giriş yapar.\n",
+        )
     if args.edevlet:
         tckn, first_name, last_name = args.edevlet
         print(
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         role=role,
         institution=args.institution,
         province=args.province,
+        unit=args.unit,
+        district=args.district,
         ttl=timedelta(hours=args.hours),
     )
     print(token)

@@ -15,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from services.common.pii import Sealed
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -72,14 +74,40 @@ class Location(BaseModel):
     address: str | None = Field(default=None, max_length=500)
 
 
+# Complaints and tip-offs: the institution sees who sent one only if the applicant consented
+# (CİMER's "lekelenmeme hakkı"), or a supervisor unmasked it with a reason (tracking).
+SHIELDED_TYPES = frozenset({ApplicationType.sikayet, ApplicationType.ihbar})
+
+
+def identity_shielded(application_type: ApplicationType, identity_consent: bool) -> bool:
+    """Whether the applicant's identity is kept from the institution."""
+    return application_type in SHIELDED_TYPES and not identity_consent
+
+
 class ApplicantContact(BaseModel):
-    """What may travel past intake about the applicant: never the clear TC Kimlik No."""
+    """What may travel past intake about the applicant inside the system: never the clear TC
+    Kimlik No; names, phone and e-mail sealed on the wire (`Sealed`), clear in Python."""
+
+    tckn_masked: str
+    first_name: Sealed
+    last_name: Sealed
+    phone: Sealed  # E.164, e.g. +905321234567
+    email: Sealed | None = None
+
+
+class InstitutionContact(BaseModel):
+    """The applicant as an institution reads it on its topic: in clear, since institutions are
+    outside the system and have no key; given only when the shield allows (`identity_shielded`)."""
 
     tckn_masked: str
     first_name: str
     last_name: str
-    phone: str  # E.164, e.g. +905321234567
+    phone: str
     email: str | None = None
+
+    @classmethod
+    def of(cls, applicant: ApplicantContact) -> InstitutionContact:
+        return cls.model_validate(applicant.model_dump())
 
 
 class Envelope(BaseModel):
@@ -245,6 +273,9 @@ class ApplicationReceived(ApplicationFacts, Envelope):
     application_number: str  # required here, optional in the envelope
     applicant: ApplicantContact
     submission_id: str | None = None
+    # The applicant agreed that the institution may see who they are (matters for
+    # SHIELDED_TYPES only: other types always show it).
+    identity_consent: bool = False
 
 
 class ApplicationRouted(Envelope):
@@ -296,7 +327,9 @@ class InstitutionAssignment(ApplicationFacts, Envelope):
     category_name: str
     heading_code: str
     deadline_at: datetime
-    applicant: ApplicantContact
+    # None when the shield keeps the applicant from the institution (`identity_shielded`).
+    applicant: InstitutionContact | None
+    identity_shielded: bool = False
     # As on ApplicationRouted: set when routing's model chose the category, no officer.
     auto_confidence: float | None = None
 
@@ -411,7 +444,7 @@ class NotificationRequest(Envelope):
 
     idempotency_key: str = Field(min_length=1, max_length=200)
     channel: NotificationChannel
-    to: str = Field(min_length=3, max_length=320)
+    to: Sealed = Field(min_length=3, max_length=320)
     template: str = Field(min_length=1, max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
     # Never held for quiet hours (a one-time code, an alert that cannot wait till morning).

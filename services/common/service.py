@@ -31,10 +31,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
 from uvicorn.supervisors import Multiprocess
 
 from services.common import kafka_auth
+from services.common.audit import AuditLog, build_audit_router
 from services.common.errors import install_error_handlers
+from services.common.http_limits import LimitedHttpTools
 from services.common.lag import LagMonitor, subscribed_groups
 from services.common.messaging import Publisher, make_broker
-from services.common.middleware import BodyLimitMiddleware, MetricsMiddleware
+from services.common.middleware import (
+    BodyLimitMiddleware,
+    ContentTypeMiddleware,
+    MetricsMiddleware,
+    install_security_headers,
+)
 from services.common.mongo import Client, make_client, service_database
 from services.common.mongo import ping as mongo_ping
 from services.common.observability import (
@@ -43,6 +50,8 @@ from services.common.observability import (
     configure_logging,
     metrics_registry,
 )
+from services.common.pii import PiiCipher, configure_transport
+from services.common.production import refuse_development_secrets
 from services.common.settings import Settings, get_settings
 
 log = logging.getLogger("acikkapi.http")
@@ -106,7 +115,8 @@ def serve(service: str, settings: Settings, app: str | None = None) -> None:
         "log_config": None,
         "access_log": False,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools with a bound on the request line and headers (services/common/http_limits.py).
+        "http": LimitedHttpTools,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
@@ -174,6 +184,8 @@ class Service:
     service's own database, and a publisher."""
 
     def __init__(self, name: str, settings: Settings) -> None:
+        # Production mode with a development secret stops here, before anything connects.
+        refuse_development_secrets(settings, name)
         self.name = name
         self.settings = settings
         self.broker = make_broker(settings, name)
@@ -181,6 +193,12 @@ class Service:
         self.runtime = Runtime(name, settings, self.broker, self.mongo)
         self.db = service_database(self.mongo, settings, name)
         self.publisher = Publisher(self.broker)
+        # The PII keyring (current and old keys); events' personal fields are sealed with the
+        # transport keyring derived from it.
+        self.pii = PiiCipher.from_settings(settings)
+        configure_transport(self.pii)
+        # Who read or changed which application: this service's append-only audit log.
+        self.audit = AuditLog(self.db, name)
         # acikkapi_consumer_lag of this service's groups, as its own Kafka user.
         self.lag = LagMonitor(
             kafka_auth.client_options(settings, name), lambda: subscribed_groups(self.broker)
@@ -210,6 +228,7 @@ class Service:
             delay = 0.5
             while True:
                 try:
+                    await self.audit.ensure_indexes()
                     for hook in on_startup:
                         await hook()
                     await runtime.broker.start()
@@ -259,9 +278,12 @@ class Service:
             swagger_ui_parameters={"validatorUrl": None},
         )
         app.state.runtime = runtime
+        app.state.audit = self.audit
         install_error_handlers(app)
         app.add_middleware(MetricsMiddleware)
+        app.add_middleware(ContentTypeMiddleware)  # 415 before a route reads a body
         app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+        install_security_headers(app, production=settings.production)  # on every response
 
         ops = APIRouter(tags=["işletim"])
 
@@ -305,6 +327,7 @@ class Service:
             return JSONResponse(app.state.asyncapi)
 
         app.include_router(ops)
+        app.include_router(build_audit_router())  # the auditor's view, on every service
         for router in routers:
             app.include_router(router)
         return app
@@ -312,4 +335,6 @@ class Service:
 
 def run(name: str) -> None:
     """`python -m services.<name>`: serve the service with the environment's settings."""
-    serve(name, get_settings())
+    settings = get_settings()
+    refuse_development_secrets(settings, name)
+    serve(name, settings)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from functools import lru_cache
 from importlib.resources import files
 from typing import Literal
@@ -155,6 +153,9 @@ class Settings(BaseSettings):
     chronic_interval_minutes: float = Field(default=60.0, gt=0)
     # Mark the dashboards' session cookie Secure (sent over HTTPS only): true behind TLS.
     session_cookie_secure: bool = False
+    # Production mode lets Kafka be SASL_PLAINTEXT (authenticated, not encrypted) only when this
+    # says the brokers sit on one host's private network (deploy/compose.yaml); else SASL_SSL.
+    kafka_private_network: bool = False
     # Open311 GeoReport v2 clients allowed to post requests: "client_name:key,client2:key2".
     open311_api_keys: str = ""
     # How many times a consumer retries a failing message before it goes to the dead-letter topic.
@@ -165,6 +166,40 @@ class Settings(BaseSettings):
     attachment_max_bytes: int = Field(default=5 * 1_048_576, ge=1)
     attachments_per_application: int = Field(default=5, ge=1)
     log_level: str = "INFO"
+    # Issue 11: production mode takes only the identity provider's tokens and refuses to start
+    # with a development secret or key (services/common/production.py lists what it checks).
+    environment: Literal["development", "production"] = "development"
+    # Staff sign in at an OpenID Connect provider (services/common/auth.py): its issuer, this
+    # system's audience (client id), its JWKS address, and how long fetched keys are kept.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_jwks_lifespan_seconds: float = Field(default=300.0, gt=0)
+    oidc_jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The provider's claims: the role (a dotted path such as "realm_access.roles" reads a list;
+    # without "role", Keycloak's list is read), the user, institution, sub-unit, province, district.
+    oidc_role_claim: str = "role"
+    oidc_subject_claim: str = "sub"
+    oidc_institution_claim: str = "inst"
+    oidc_unit_claim: str = "unit"
+    oidc_province_claim: str = "prov"
+    oidc_district_claim: str = "dist"
+    # Signs the SMS delivery reports' callback addresses; empty: derived from `jwt_secret`
+    # (development only: production mode refuses to start without one of its own).
+    sms_dlr_secret: str = ""
+    # PII key rotation (services/common/pii.py): former `pii_key`s, comma-separated, that only
+    # decrypt; and the blind indexes' own key (empty: derived from `pii_key`, as before).
+    pii_old_keys: str = ""
+    pii_index_key: str = ""
+    # Days after receipt when an application's personal data is anonymised in every service
+    # (services/common/retention.py). 730: the answer is due within 15 business days, the
+    # 60-day window to sue over it and any re-application referring to it close well within
+    # two years; the facts stay for statistics. 0 turns the job off.
+    personal_data_retention_days: int = Field(default=730, ge=0)
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
 
     def port_for(self, service: str) -> int:
         if self.port:
@@ -179,13 +214,9 @@ class Settings(BaseSettings):
 
     def pii_key_bytes(self) -> bytes:
         """A 32-byte AES key: the setting as base64 if it decodes to 32 bytes, else its SHA-256."""
-        try:
-            raw = base64.b64decode(self.pii_key, validate=True)
-            if len(raw) == 32:
-                return raw
-        except ValueError:
-            pass
-        return hashlib.sha256(self.pii_key.encode()).digest()
+        from services.common.pii import key_bytes
+
+        return key_bytes(self.pii_key)
 
 
 @lru_cache

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.common.audit import READ_PERSONAL, audit_of
 from services.common.auth import (
     Principal,
     Role,
@@ -272,6 +273,7 @@ router.add_api_route(
     responses={404: {"model": ErrorsOut}, 403: {"model": ErrorsOut}},
 )
 async def get_application(
+    request: Request,
     application_id: str,
     intake: Annotated[Intake, Depends(get_intake)],
     principal: Annotated[Principal, Depends(require_roles(Role.officer, Role.supervisor))],
@@ -282,6 +284,15 @@ async def get_application(
     if principal.province is not None and principal.province != app.province_code:
         raise forbidden("Bu ilin başvurularını görme yetkiniz yok.")
     applicant = app.applicant
+    # Before the answer: personal data is never shown unaudited (503 if the log is down).
+    await audit_of(request).record(
+        actor=principal,
+        action=READ_PERSONAL,
+        application_id=app.application_id,
+        application_number=app.application_number,
+        fields=["first_name", "last_name", "tckn_masked", "phone_masked", "email"],
+        request=request,
+    )
     return {
         **app.model_dump(
             mode="json",
@@ -399,6 +410,7 @@ _RATE_LIMITED_PREFIXES = (
     "/api/v1/applications",
     "/api/v1/verifications",
     "/api/v1/attachments",
+    "/api/v1/kvkk",
     "/open311/",
 )
 

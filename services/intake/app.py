@@ -9,10 +9,10 @@ from fastapi.staticfiles import StaticFiles
 
 from services.common.backpressure import Admission
 from services.common.middleware import allow_larger_body
-from services.common.pii import PiiCipher
+from services.common.retention import retention_job
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
-from services.intake import api, attachments_api, open311, pages, receipt
+from services.intake import api, attachments_api, kvkk, open311, pages, receipt
 from services.intake import messaging as intake_messaging
 from services.intake.attachments import AttachmentStore
 from services.intake.channels import ChannelGate
@@ -21,7 +21,7 @@ from services.intake.handlers import Intake, bundled_districts
 from services.intake.identity import identity_verifier
 from services.intake.limits import AddressRate, DailyCounters, DailyLimits, trusted_proxies
 from services.intake.progress import ProgressStore
-from services.intake.store import ApplicationStore, AssertionStore, SequenceCounters
+from services.intake.store import RETENTION, ApplicationStore, AssertionStore, SequenceCounters
 from services.intake.verification import KannelSender, PhoneVerifications
 
 SERVICE = "intake"
@@ -37,8 +37,13 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     """The intake app; `consumer_group` only for tests that must not share the service's group."""
     service = Service(SERVICE, settings)
     db = service.db
-    cipher = PiiCipher(settings.pii_key_bytes())
+    cipher = service.pii
     store = ApplicationStore(db, cipher, service.publisher)
+    retention = retention_job(service, [RETENTION])
+
+    async def seal_clear_names() -> None:  # documents written before names were encrypted
+        await store.seal_clear_applicants()
+
     served = intake_messaging.ServedProvinces(settings)
     assertions = AssertionStore(db)
     counters = DailyCounters(db)
@@ -70,7 +75,14 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
             "Vatandaş başvurularını her kanaldan alır, kurallara göre denetler, numaralandırır "
             "ve Kafka'ya duyurur."
         ),
-        routers=[api.router, attachments_api.router, receipt.router, pages.router, open311.router],
+        routers=[
+            api.router,
+            attachments_api.router,
+            receipt.router,
+            pages.router,
+            open311.router,
+            kvkk.router,
+        ],
         on_startup=[
             store.ensure_indexes,
             open311_requests.ensure_indexes,
@@ -84,6 +96,8 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
             admission.watch,
             served.view.follow,
             attachments.run_sweeper,
+            seal_clear_names,
+            retention.loop,
         ],
         ready_checks={"taxonomy": served.is_known},
         on_shutdown=[intake.shutdown, sms.aclose],
@@ -103,6 +117,8 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     app.state.progress = progress
     app.state.open311_requests = open311_requests
     app.state.attachments = attachments
+    app.state.assertions = assertions
+    app.state.retention = retention
     allow_larger_body(app, attachments_api.UPLOAD_PATH, attachments_api.upload_allowance(settings))
     app.state.admission = admission
     _document_request_body(app)

@@ -3,7 +3,9 @@
 - counter, call_center: an Açık Kapı officer (at the counter, or answering the phone) records
   it. The officer's bearer token goes in the HTTP `Authorization` header, or in the
   submission's `officer_token` field on Kafka. The officer is stored as `recorded_by`; the call
-  centre also gives the calling number (`caller_number`, a form rule).
+  centre also gives the calling number (`caller_number`, a form rule). A counter officer
+  (role counter_officer) records counter applications only, of their province (`prov`) and,
+  when the token names one (`dist`), their district (`check_scope`, once the form is valid).
 - edevlet: the citizen arrives with the e-Devlet gateway's signed identity assertion, a JWT
   (RS256, the gateway's public key from `AK_EDEVLET_PUBLIC_KEY`), in `edevlet_assertion`. The
   TC Kimlik No and names are taken from it, not from the form. A forged or expired assertion
@@ -27,10 +29,12 @@ from typing import Any, Protocol
 
 import jwt
 
-from services.common.auth import Role, decode_token
+from services.common.auth import Principal, Role, decode_token
 from services.common.events import Channel
 from services.common.pii import PiiCipher
+from services.common.provinces import province_name
 from services.common.settings import Settings
+from services.common.turkish import turkish_lower
 from services.intake.verification import confirmed_phone_key
 
 ASSERTION_FIELD = "edevlet_assertion"
@@ -76,6 +80,8 @@ class Vouched:
     assertion_expires: datetime | None = None
     # The keyed hash of the phone the citizen confirmed with a code (web and mobile).
     phone_key: str | None = None
+    # The officer who records it (counter, call centre): their scope is checked on the form.
+    officer: Principal | None = None
 
 
 class ChannelGate:
@@ -96,8 +102,8 @@ class ChannelGate:
         if channel in _STAFFED:
             field = "Authorization" if bearer is not None else OFFICER_FIELD
             token = bearer or body.get(OFFICER_FIELD)
-            officer = self._officer(token, field, _STAFFED[channel])
-            return Vouched(without_proofs(body), recorded_by=officer)
+            officer = self._officer(token, field, channel)
+            return Vouched(without_proofs(body), recorded_by=officer.subject, officer=officer)
         if channel == Channel.edevlet:
             return self._edevlet(body)
         if channel in _PHONE_CONFIRMED and self._settings.phone_verification:
@@ -150,7 +156,40 @@ class ChannelGate:
                 "e-Devlet Kapısı üzerinden yeniden giriş yapın.",
             )
 
-    def _officer(self, token: Any, field: str, place: str) -> str:
+    def check_scope(self, vouched: Vouched, province_code: int, district: str) -> None:
+        """A counter officer records applications of their own province and, if their token
+        names one, their own district only (403 otherwise); other officers are not bound."""
+        officer = vouched.officer
+        if officer is None or officer.role is not Role.counter_officer:
+            return
+        if officer.province is None:
+            raise ChannelRefused(
+                403,
+                "Authorization",
+                "forbidden",
+                "Gişe görevlisinin oturum anahtarında il bilgisi yok; başvuru kaydedilemez.",
+            )
+        if officer.province != province_code:
+            raise ChannelRefused(
+                403,
+                "province_code",
+                "forbidden",
+                f"Yalnız kendi ilinizin ({province_name(officer.province)}) gişe başvurularını "
+                "kaydedebilirsiniz.",
+            )
+        if officer.district and turkish_lower(officer.district.strip()) != turkish_lower(
+            district.strip()
+        ):
+            raise ChannelRefused(
+                403,
+                "district",
+                "forbidden",
+                f"Yalnız kendi ilçenizin ({officer.district}) gişe başvurularını "
+                "kaydedebilirsiniz.",
+            )
+
+    def _officer(self, token: Any, field: str, channel: str) -> Principal:
+        place = _STAFFED[channel]
         if not isinstance(token, str) or not token:
             raise ChannelRefused(
                 401,
@@ -167,10 +206,13 @@ class ChannelGate:
                 "unauthorized",
                 "Görevlinin oturum anahtarı geçersiz veya süresi dolmuş.",
             ) from None
-        if officer.role not in (Role.officer, Role.admin):
+        allowed = {Role.officer, Role.admin}
+        if channel == Channel.counter:
+            allowed.add(Role.counter_officer)
+        if officer.role not in allowed:
             message = f"{place} başvurusunu yalnız Açık Kapı görevlileri kaydedebilir."
             raise ChannelRefused(403, field, "forbidden", message)
-        return officer.subject
+        return officer
 
     def _edevlet(self, body: dict[str, Any]) -> Vouched:
         assertion = body.get(ASSERTION_FIELD)
@@ -181,17 +223,8 @@ class ChannelGate:
                 "unauthorized",
                 "e-Devlet başvurusu için e-Devlet Kapısı üzerinden giriş yapmanız gerekir.",
             )
-        settings = self._settings
         try:
-            claims = jwt.decode(
-                assertion,
-                settings.edevlet_public_key,
-                algorithms=["RS256"],
-                audience=settings.edevlet_audience,
-                issuer=settings.edevlet_issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "jti", "sub", "given_name", "family_name"]},
-            )
+            claims = edevlet_claims(self._settings, assertion)
         except jwt.PyJWTError:
             raise ChannelRefused(
                 401,
@@ -214,6 +247,21 @@ class ChannelGate:
             assertion_id=str(claims["jti"]),
             assertion_expires=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )
+
+
+def edevlet_claims(settings: Settings, assertion: str) -> dict[str, Any]:
+    """The claims of an e-Devlet gateway's identity assertion (RS256, its issuer and our
+    audience, not expired), or a jwt.PyJWTError."""
+    claims: dict[str, Any] = jwt.decode(
+        assertion,
+        settings.edevlet_public_key,
+        algorithms=["RS256"],
+        audience=settings.edevlet_audience,
+        issuer=settings.edevlet_issuer,
+        leeway=LEEWAY_SECONDS,
+        options={"require": ["exp", "iat", "jti", "sub", "given_name", "family_name"]},
+    )
+    return claims
 
 
 def without_proofs(body: Any) -> Any:

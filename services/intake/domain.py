@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -388,6 +389,9 @@ class ApplicationForm(BaseModel):
     )
     # The call centre's: the number the citizen called from (personal data: stored sealed).
     caller_number: str | None = Field(default=None, validate_default=True)
+    # "Kimliğimin ilgili kuruma gösterilmesine izin veriyorum": for şikayet and ihbar the
+    # institution sees who applied only with this consent (events.SHIELDED_TYPES).
+    identity_consent: StrictBool = False
 
     @field_validator("caller_number")
     @classmethod
@@ -563,6 +567,7 @@ class RegisteredApplication(ApplicationFacts):
     submission_id: str | None = None
     recorded_by: str | None = None
     caller_number: str | None = None  # E.164; the call centre's only
+    identity_consent: bool = False  # the institution may see who applied (ApplicationForm)
     # Keyed hash of the submitted body, kept with a key: the same key with another body conflicts.
     fingerprint: str | None = None
     published: bool = False  # its events are on the bus (its outbox is empty)

@@ -162,7 +162,13 @@ def received_events(
         occurred_at=app.received_at,
         producer=PRODUCER,
         **app.model_dump(
-            include={*APPLICATION_FACTS, "application_id", "applicant", "submission_id"}
+            include={
+                *APPLICATION_FACTS,
+                "application_id",
+                "applicant",
+                "submission_id",
+                "identity_consent",
+            }
         ),
     )
     sms_key = f"{app.application_id}:received:sms"
@@ -285,13 +291,15 @@ class Intake:
             raise InvalidApplication(field_errors(exc)) from None
 
     async def admit(self, vouched: Vouched, form: ApplicationForm, request_key: str | None) -> None:
-        """What a valid form must still pass before it is registered, in this order: the
-        confirmed phone is the form's, the registry knows the person (unless the e-Devlet
-        gateway proved them), today's limits, and the e-Devlet assertion is spent.
+        """What a valid form must still pass before it is registered, in this order: a counter
+        officer's province and district are the form's, the confirmed phone is the form's, the
+        registry knows the person (unless the e-Devlet gateway proved them), today's limits,
+        and the e-Devlet assertion is spent.
 
         Raises ChannelRefused, InvalidApplication (identity), LimitExceeded or Unavailable.
         """
         applicant = form.applicant
+        self.gate.check_scope(vouched, form.province_code, form.district)
         self.gate.confirm_phone(vouched, applicant.phone)
         if not vouched.identity_proven:
             claim = IdentityClaim(
@@ -371,6 +379,7 @@ class Intake:
             submission_id=submission_id,
             recorded_by=recorded_by,
             caller_number=form.caller_number,
+            identity_consent=form.identity_consent,
         )
         try:
             pending = await self._store.insert(

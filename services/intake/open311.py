@@ -33,6 +33,7 @@ from services.common.application_number import InvalidApplicationNumber, canonic
 from services.common.backpressure import Admission, Overloaded
 from services.common.events import ApplicationType, Outcome, Status, TaxonomyPublished
 from services.common.labels import TYPE_LABELS
+from services.common.middleware import OWN_CONTENT_TYPE_CHECK
 from services.common.provinces import province_name
 from services.common.settings import Settings
 from services.common.turkish import turkish_lower
@@ -721,13 +722,22 @@ async def definition(request: Request, service_code: str, fmt: str) -> Response:
         "numarasıdır. İsteğe bağlı `Idempotency-Key` başlığıyla tekrarlanan istek ilk yanıtı "
         "alır. Hatalar Open311 biçimindedir: `[{code, description}]`."
     ),
+    # The form is read here; a wrong Content-Type is answered 415 in Open311's shape (the
+    # common ContentTypeMiddleware leaves this route to it).
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+        },
+        OWN_CONTENT_TYPE_CHECK: True,
+    },
 )
 @open311
 async def post_request(request: Request, fmt: str) -> Response:
     settings = _settings(request)
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("application/x-www-form-urlencoded"):
-        raise Open311Error(400, "Gövde application/x-www-form-urlencoded olmalıdır.")
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise Open311Error(415, "Gövde application/x-www-form-urlencoded olmalıdır.")
     posted = Posted.parse(await request.body())
     client = client_of(settings, posted.fields.get("api_key"))
     if client is None:

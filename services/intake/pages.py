@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from services.common.auth import Principal, Role, request_settings, require_roles
 from services.common.events import TaxonomyPublished
 from services.common.labels import PRIORITY_LABELS, TYPE_LABELS
+from services.common.middleware import SCRIPT_PAGE_POLICY
 from services.common.provinces import province_name
 from services.common.settings import Settings
 from services.intake.attachments import ALLOWED
@@ -36,10 +37,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 # Scripts and styles only from intake itself; no inline script, no frames, no other host.
 _PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": SCRIPT_PAGE_POLICY,  # services/common/middleware.py
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
@@ -103,7 +101,8 @@ async def catalogue(
     summary="Görevlinin oturum anahtarını denetle (gişe ekranı)",
 )
 async def session(
-    principal: Annotated[Principal, Depends(require_roles(Role.officer))],
+    # The counter console's token check: the counter officer (issue 11) uses it too.
+    principal: Annotated[Principal, Depends(require_roles(Role.officer, Role.counter_officer))],
 ) -> dict[str, Any]:
     """Who the pasted token says the officer is, so the console refuses a bad one at once."""
     return {

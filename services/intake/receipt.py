@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
 
+from services.common.audit import READ_PERSONAL, audit_of
 from services.common.auth import Principal, Role, forbidden, request_settings, require_roles
 from services.common.fonts import FONT, add_fonts
 from services.common.labels import CHANNEL_LABELS, PRIORITY_LABELS, TYPE_LABELS
 from services.common.settings import Settings
+from services.common.turkish import turkish_lower
 from services.common.turkish_time import long_datetime
 from services.intake.api import ErrorsOut, get_intake
 from services.intake.domain import RegisteredApplication
@@ -157,6 +159,15 @@ async def readable_application(
         raise HTTPException(404, "Başvuru bulunamadı.")
     if principal.province is not None and principal.province != app.province_code:
         raise forbidden("Bu ilin başvurularını görme yetkiniz yok.")
+    if principal.role is Role.counter_officer and (
+        principal.province is None
+        or (
+            principal.district is not None
+            and turkish_lower(principal.district.strip()) != turkish_lower(app.district)
+        )
+    ):
+        # A counter officer prints the receipts of their own counter's scope only.
+        raise forbidden("Bu ilçenin başvurularını görme yetkiniz yok.")
     return app
 
 
@@ -171,12 +182,26 @@ async def readable_application(
     },
 )
 async def receipt(
+    request: Request,
     application_id: str,
     intake: Annotated[Intake, Depends(get_intake)],
-    principal: Annotated[Principal, Depends(require_roles(Role.officer, Role.supervisor))],
+    # The counter console prints it for the applicant: the counter officer too (issue 11).
+    principal: Annotated[
+        Principal, Depends(require_roles(Role.officer, Role.counter_officer, Role.supervisor))
+    ],
     settings: Annotated[Settings, Depends(request_settings)],
 ) -> Response:
     app = await readable_application(intake, principal, application_id)
+    # Before the answer: the receipt shows the name and the masked TC Kimlik No.
+    await audit_of(request).record(
+        actor=principal,
+        action=READ_PERSONAL,
+        application_id=app.application_id,
+        application_number=app.application_number,
+        fields=["first_name", "last_name", "tckn_masked"],
+        request=request,
+        detail={"operation": "receipt"},
+    )
     printed = receipt_of(app, settings.public_tracking_url, datetime.now(UTC))
     pdf = await asyncio.to_thread(render_receipt, printed)
     return Response(

@@ -4,8 +4,10 @@ One insert per application. The document carries its own outbox (the `received` 
 receipt SMS request, sealed: services/common/outbox.py) and the idempotency key or submission
 id under unique sparse indexes, so none of them needs a write of its own. Personal data is
 encrypted here, on its way to disk: the TC Kimlik No (with a keyed blind index for look-ups and
-a masked copy for display), the phone (with its last four digits, which the tracking page asks
-for) and the mother's maiden initials.
+a masked copy for display), the first and last name, the e-mail, the phone (with a blind index
+and its last four digits, which the tracking page asks for) and the mother's maiden initials.
+Documents written before names and e-mail were encrypted still read (`_applicant_of` takes the
+clear fields), and `seal_clear_applicants` encrypts them in place once, at start.
 
 Collection names carry the service's name although the database is intake's own: nx-27017 in
 its single-file mode (`--db FILE`) backs every logical database with the same tables, and
@@ -28,6 +30,7 @@ from services.common.messaging import Outgoing, Publisher
 from services.common.mongo import Collection, Database
 from services.common.outbox import Delivery, Outbox, Pending
 from services.common.pii import PiiCipher
+from services.common.retention import RetentionRule
 from services.intake.domain import RegisteredApplication
 
 log = logging.getLogger("acikkapi.intake.store")
@@ -120,11 +123,46 @@ class ApplicationRecords(Protocol):
     async def find_by_submission_id(self, submission_id: str) -> RegisteredApplication | None: ...
 
 
+# Anonymising an application (services/common/retention.py): every personal field goes (the
+# clear ones of documents written before names were encrypted too), and so do the citizen's
+# own words and the answers to them, which often name the person; the facts stay.
+ANONYMISED_TEXT = "(Kişisel veri saklama süresi dolduğu için silindi.)"
+RETENTION = RetentionRule(
+    collection="intake_applications",
+    time_field="received_at",
+    remove=(
+        *(
+            f"applicant.{name}"
+            for name in (
+                "tckn_enc",
+                "tckn_bidx",
+                "first_name_enc",
+                "last_name_enc",
+                "email_enc",
+                "initials_enc",
+                "phone_enc",
+                "phone_bidx",
+                "phone_last4",
+                "first_name",
+                "last_name",
+                "email",
+            )
+        ),
+        "caller_enc",
+        "fingerprint",
+        "location.address",
+        "progress_answers",
+    ),
+    replace={"applicant.tckn_masked": "***********", "text": ANONYMISED_TEXT},
+)
+
+
 class ApplicationStore:
     def __init__(self, db: Database, cipher: PiiCipher, publisher: Publisher) -> None:
         self._applications = db["intake_applications"]
         self._inserts = GroupCommit(self._applications)
         self._cipher = cipher
+        self.cipher = cipher
         self.outbox = Outbox(self._applications, publisher, cipher)
 
     async def ensure_indexes(self) -> None:
@@ -132,6 +170,8 @@ class ApplicationStore:
         # Sparse: only documents that carry the key take part in the uniqueness.
         await self._applications.create_index("idempotency_key", unique=True, sparse=True)
         await self._applications.create_index("submission_id", unique=True, sparse=True)
+        # A citizen's own applications (KVKK art. 11 export), found by the keyed hash only.
+        await self._applications.create_index("applicant.tckn_bidx")
         await self.outbox.ensure_indexes()
 
     async def insert(
@@ -174,11 +214,14 @@ class ApplicationStore:
             "applicant": {
                 "tckn_enc": self._cipher.encrypt(tckn),
                 "tckn_bidx": self._cipher.blind_index(tckn),
-                **applicant.model_dump(include={"tckn_masked", "first_name", "last_name", "email"}),
+                "tckn_masked": applicant.tckn_masked,
+                **self._sealed_contact(applicant.first_name, applicant.last_name, applicant.email),
                 "initials_enc": self._cipher.encrypt(mother_maiden_initials),
                 "phone_enc": self._cipher.encrypt(applicant.phone),
+                "phone_bidx": self._cipher.blind_index(applicant.phone),
                 "phone_last4": applicant.phone[-4:],
             },
+            "identity_consent": app.identity_consent,
         }
         if app.caller_number:
             doc["caller_enc"] = self._cipher.encrypt(app.caller_number)
@@ -189,15 +232,77 @@ class ApplicationStore:
                 doc[name] = value
         return doc
 
+    def _sealed_contact(self, first_name: str, last_name: str, email: str | None) -> dict[str, str]:
+        sealed = {
+            "first_name_enc": self._cipher.encrypt(first_name),
+            "last_name_enc": self._cipher.encrypt(last_name),
+        }
+        if email:
+            sealed["email_enc"] = self._cipher.encrypt(email)
+        return sealed
+
+    def open_field(self, stored: dict[str, Any], name: str) -> str | None:
+        """A personal field of a stored applicant: decrypted, or as an older document kept it
+        (clear), or None when it is absent (not given, or anonymised)."""
+        sealed = stored.get(f"{name}_enc")
+        if isinstance(sealed, str):
+            return self._cipher.decrypt(sealed)
+        clear = stored.get(name)
+        return clear if isinstance(clear, str) else None
+
+    def applicant_of(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The applicant of a stored document in clear (what `ApplicantContact` takes). An
+        anonymised document (services/common/retention.py) gives empty strings."""
+        stored = doc.get("applicant") or {}
+        return {
+            "tckn_masked": stored.get("tckn_masked") or "",
+            "first_name": self.open_field(stored, "first_name") or "",
+            "last_name": self.open_field(stored, "last_name") or "",
+            "phone": self.open_field(stored, "phone") or "",
+            "email": self.open_field(stored, "email"),
+        }
+
+    async def seal_clear_applicants(self, batch: int = 500) -> int:
+        """Encrypts names and e-mail that documents written before they were encrypted still
+        hold in clear; returns how many documents changed. Idempotent: a sealed document no
+        longer matches, so any number of processes may run it at once."""
+        changed = 0
+        while True:
+            cursor = self._applications.find(
+                {"applicant.first_name": {"$exists": True}}, {"applicant": 1}, limit=batch
+            )
+            docs = [doc async for doc in cursor]
+            for doc in docs:
+                stored = dict(doc["applicant"])
+                first, last = stored.pop("first_name", ""), stored.pop("last_name", "")
+                email = stored.pop("email", None)
+                stored |= self._sealed_contact(str(first), str(last), email)
+                # The whole sub-document, and only if it is still the clear one.
+                result = await self._applications.update_one(
+                    {"_id": doc["_id"], "applicant.first_name": {"$exists": True}},
+                    {"$set": {"applicant": stored}},
+                )
+                changed += result.modified_count
+            if len(docs) < batch:
+                if changed:
+                    log.info("clear applicant names sealed", extra={"documents": changed})
+                return changed
+
+    async def of_citizen(self, tckn_index: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every stored document of the person whose TC Kimlik No has this blind index, oldest
+        first, raw: the export (kvkk.py) reads progress and answers from them too."""
+        cursor = self._applications.find({"applicant.tckn_bidx": tckn_index}, limit=limit)
+        docs = [doc async for doc in cursor]
+        return sorted(docs, key=lambda doc: doc["received_at"])
+
     def _from_document(self, doc: dict[str, Any] | None) -> RegisteredApplication | None:
         if doc is None:
             return None
-        applicant = doc["applicant"]
         return RegisteredApplication.model_validate(
             {
                 **doc,
                 "application_id": doc["_id"],
-                "applicant": {**applicant, "phone": self._cipher.decrypt(applicant["phone_enc"])},
+                "applicant": self.applicant_of(doc),
                 "published": not doc.get("outbox"),
                 "caller_number": (
                     self._cipher.decrypt(doc["caller_enc"]) if doc.get("caller_enc") else None

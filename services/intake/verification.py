@@ -139,7 +139,7 @@ def issue_phone_token(settings: Settings, phone_key: str, now: datetime | None =
 def phone_token_for(settings: Settings, phone: str) -> str:
     """A token for `phone` (E.164) as a confirmed code gives it: for the demo loader and the
     benchmarks, which apply without reading the SMS."""
-    phone_key = PiiCipher(settings.pii_key_bytes()).blind_index(phone)
+    phone_key = PiiCipher.from_settings(settings).blind_index(phone)
     return issue_phone_token(settings, phone_key).token
 
 

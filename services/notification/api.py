@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from services.common.audit import CHANGE, READ_PERSONAL, audit_of
 from services.common.auth import Principal, Role, forbidden, require_roles
 from services.common.errors import field_error
 from services.common.events import NotificationChannel
@@ -22,6 +23,9 @@ router = APIRouter()
 
 _operators = require_roles(Role.supervisor)  # and administrators
 _admins = require_roles()  # no role named: administrators only
+
+# What the state of a message shows of its recipient, as the audit log names it.
+RECIPIENT_FIELD = "recipient_masked"
 
 # The address a preview of an informational e-mail shows an unsubscribe link for.
 PREVIEW_ADDRESS = "vatandas@example.org"
@@ -84,12 +88,23 @@ class PreviewRequest(BaseModel):
 )
 async def notification_state(
     idempotency_key: str,
+    request: Request,
     notifier: Annotated[Notifier, Depends(get_notifier)],
-    _: Annotated[Principal, Depends(_operators)],
+    principal: Annotated[Principal, Depends(_operators)],
 ) -> NotificationView:
     message = await notifier.store.get(idempotency_key)
     if message is None:
         raise HTTPException(404, "Bu anahtarla bir bildirim bulunamadı.")
+    # The recipient, even masked, is a person's phone or address: audited before it is shown.
+    await audit_of(request).record(
+        actor=principal,
+        action=READ_PERSONAL,
+        application_id=message.application_id,
+        application_number=message.application_number,
+        fields=[RECIPIENT_FIELD],
+        request=request,
+        detail={"operation": "notification_state", "idempotency_key": idempotency_key},
+    )
     return _view(message)
 
 
@@ -106,8 +121,9 @@ async def notification_state(
 )
 async def resend_notification(
     idempotency_key: str,
+    request: Request,
     notifier: Annotated[Notifier, Depends(get_notifier)],
-    _: Annotated[Principal, Depends(_admins)],
+    principal: Annotated[Principal, Depends(_admins)],
 ) -> NotificationView:
     message = await notifier.resend(idempotency_key)
     if message is None:
@@ -125,6 +141,15 @@ async def resend_notification(
                 )
             ],
         )
+    await audit_of(request).record(
+        actor=principal,
+        action=CHANGE,
+        application_id=message.application_id,
+        application_number=message.application_number,
+        fields=[RECIPIENT_FIELD],
+        request=request,
+        detail={"operation": "resend", "idempotency_key": idempotency_key},
+    )
     return _view(message)
 
 

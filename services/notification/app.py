@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.common.pii import PiiCipher
+from services.common.retention import RetentionRule, retention_job
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.notification import api, optout
@@ -19,7 +19,20 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     """The notification app; `consumer_group` lets tests consume beside a running service."""
     service = Service(SERVICE, settings)
     broker = service.broker
-    store = NotificationStore(service.db, PiiCipher(settings.pii_key_bytes()))
+    store = NotificationStore(service.db, service.pii)
+    # KVKK retention (services/common/retention.py): the sealed recipient becomes a sealed empty
+    # one (the record still reads), what was rendered goes; the masked recipient stays.
+    retention = retention_job(
+        service,
+        [
+            RetentionRule(
+                collection="notification_messages",
+                time_field="created_at",
+                remove=("content_enc",),
+                replace={"recipient_enc": service.pii.encrypt("")},
+            )
+        ],
+    )
     sms = KannelGateway(settings)
     smtp = SmtpGateway(settings)
     notifier = Notifier(
@@ -53,10 +66,11 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
         on_startup=[store.ensure_indexes, notifier.outbox.ensure_indexes],
         # In every process: what is due (retries, held SMS, queued messages a dead process left)
         # and the results a crash left in a record's outbox.
-        background=[notifier.run_due, notifier.outbox.run_relay],
+        background=[notifier.run_due, notifier.outbox.run_relay, retention.loop],
         on_shutdown=[close_http_client],
     )
     app.state.notifier = notifier
+    app.state.retention = retention
     return app
 
 

@@ -215,7 +215,9 @@ def dlr_url(settings: Settings, key: str) -> str:
     base = settings.sms_dlr_base_url.rstrip("/")
     if not urlsplit(base).scheme:
         base = "http://" + base
-    signature = domain.dlr_signature(domain.dlr_secret(settings.jwt_secret), key)
+    signature = domain.dlr_signature(
+        domain.dlr_secret(settings.sms_dlr_secret or settings.jwt_secret), key
+    )
     return (
         f"{base}/api/v1/sms/dlr?key={domain.dlr_key_param(key)}&status=%d&answer=%A&sig={signature}"
     )

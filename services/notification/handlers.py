@@ -197,7 +197,7 @@ class Notifier:
             NotificationChannel.sms: TokenBucket(settings.sms_rate_per_second),
             NotificationChannel.email: TokenBucket(settings.smtp_rate_per_second),
         }
-        self.dlr_secret = domain.dlr_secret(settings.jwt_secret)
+        self.dlr_secret = domain.dlr_secret(settings.sms_dlr_secret or settings.jwt_secret)
         self.optout_secret = optout_secret(settings.jwt_secret)
         self._gauge_at = 0.0
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from services.common.events import utcnow
+from services.common.middleware import FORM, MULTIPART, PLAIN_PAGE_POLICY
 from services.notification.api import get_notifier
 from services.notification.handlers import Notifier
 from services.notification.metrics import OPTOUTS
@@ -25,9 +26,7 @@ router = APIRouter(tags=["e-posta tercihi"])
 
 PATH = "/eposta/ayril"
 HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": PLAIN_PAGE_POLICY,
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -79,6 +78,15 @@ async def optout_page(
     PATH,
     response_class=HTMLResponse,
     summary="Bilgilendirme e-postalarından ayrıl (sayfadaki düğme veya RFC 8058 tek tık)",
+    # The page's form, or the mail client's one-click POST (RFC 8058: either form encoding).
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                FORM: {"schema": {"type": "object"}},
+                MULTIPART: {"schema": {"type": "object"}},
+            }
+        }
+    },
 )
 async def optout(
     request: Request,

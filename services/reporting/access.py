@@ -16,7 +16,8 @@ from services.reporting.cells import ANY, Scope
 from services.reporting.query import QueryError
 
 _INSTITUTION_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
-READERS = (Role.officer, Role.supervisor, Role.admin, Role.institution)
+# The governor reads reports only (issue 11); auditors and counter or routing officers none.
+READERS = (Role.officer, Role.supervisor, Role.admin, Role.institution, Role.governor)
 
 
 def _clean_district(text: str | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.common.mongo import Database
+from services.common.pii import index_root
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.reporting import messaging
@@ -22,7 +23,9 @@ SERVICE = "reporting"
 
 def make_reporting(db: Database, settings: Settings) -> Reporting:
     """Reporting's use cases on its own database (the service and the rebuild command)."""
-    return Reporting(ReadModel(db), ChronicTexts(db), ChronicProblems(db), settings.pii_key_bytes())
+    # The pseudonyms are keyed like blind indexes: they survive a rotation of the PII key.
+    keys = index_root(settings)
+    return Reporting(ReadModel(db), ChronicTexts(db), ChronicProblems(db), keys)
 
 
 def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastAPI:

@@ -43,6 +43,7 @@ from services.reporting.session import (
     build_session_router,
     login_url,
     page_principal,
+    session_csrf,
     who,
 )
 
@@ -237,12 +238,17 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
             headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
         )
 
-    def staff_page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        html = render_page(template, style_url=STYLE_URL, staff=True, **context)
+    async def staff_page(
+        request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        # The logout form's CSRF token, bound to this browser's session cookie.
+        csrf = await session_csrf(request)
+        html = render_page(template, style_url=STYLE_URL, staff=True, csrf=csrf, **context)
         return HTMLResponse(html, status_code=status_code, headers=PRIVATE_HEADERS)
 
-    def forbidden_page(principal: Principal, message: str) -> HTMLResponse:
-        return staff_page(
+    async def forbidden_page(request: Request, principal: Principal, message: str) -> HTMLResponse:
+        return await staff_page(
+            request,
             "hata.html.j2",
             status_code=403,
             who=who(principal),
@@ -283,7 +289,8 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
             institution=institution_code,
         )
 
-    def refusal(
+    async def refusal(
+        request: Request,
         principal: Principal,
         exc: QueryError | HTTPException,
         template: str,
@@ -293,7 +300,8 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
         """A page's answer to a query it cannot serve: the form again with its errors (422), or
         the page that says access is denied (403); any other HTTP error goes on up."""
         if isinstance(exc, QueryError):
-            return staff_page(
+            return await staff_page(
+                request,
                 template,
                 status_code=422,
                 who=who(principal),
@@ -304,7 +312,7 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
             )
         if exc.status_code != 403:
             raise exc
-        return forbidden_page(principal, _message(exc))
+        return await forbidden_page(request, principal, _message(exc))
 
     async def options_report(
         principal: Principal, scope: Scope, period: Period, report: dict[str, Any] | None
@@ -343,11 +351,12 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
             period = parse_period(start, end)
             scope = requested_scope(principal, province_code, district, institution_code)
         except (QueryError, HTTPException) as exc:
-            return refusal(principal, exc, "pano.html.j2", form, report=None)
+            return await refusal(request, principal, exc, "pano.html.j2", form, report=None)
         report = await source.report(scope, period)
         options = await options_report(principal, scope, period, report)
         links = export_links(scope, period)
-        return staff_page(
+        return await staff_page(
+            request,
             "pano.html.j2",
             who=who(principal),
             form=form,
@@ -377,10 +386,11 @@ def build_pages(source: ReportSource, settings: Settings) -> APIRouter:
         try:
             scope = requested_scope(principal, province_code, district, institution_code)
         except (QueryError, HTTPException) as exc:
-            return refusal(principal, exc, "kronik.html.j2", form, problems=None)
+            return await refusal(request, principal, exc, "kronik.html.j2", form, problems=None)
         problems = [chronic_view(p) for p in await source.chronic(scope)]
         options = await options_report(principal, scope, Period(), None)
-        return staff_page(
+        return await staff_page(
+            request,
             "kronik.html.j2",
             who=who(principal),
             form=form,

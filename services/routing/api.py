@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.common import application_number as numbers
+from services.common.audit import CHANGE, READ_PERSONAL, audit_of
 from services.common.auth import Principal, Role, forbidden, require_roles
 from services.common.errors import field_error
 from services.common.messaging import TRANSIENT_ERRORS
@@ -19,8 +21,9 @@ from services.routing.lifecycle import AlreadyRouted, PendingApplication, Routin
 
 MAX_OFFSET = 1_000_000
 
-_queue_readers = require_roles(Role.officer, Role.supervisor)
-_routers = require_roles(Role.officer)
+# Issue 11: the routing officer reads the queue and routes; the supervisor only reads it.
+_queue_readers = require_roles(Role.officer, Role.routing_officer, Role.supervisor)
+_routers = require_roles(Role.officer, Role.routing_officer)
 
 
 class SuggestRequest(BaseModel):
@@ -122,6 +125,7 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
         ),
     )
     async def pending(
+        request: Request,
         principal: Annotated[Principal, Depends(_queue_readers)],
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         # Bounded: MongoDB takes a 64-bit skip, a larger one failed with 500 (OverflowError).
@@ -147,6 +151,24 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
         items, total = await routing.pending(
             principal, limit, offset, district=where, application_number=number
         )
+        # No name, phone or TC Kimlik No here, but the citizen's own words and place, which
+        # often name people: each application shown is audited (one batch for the page),
+        # before the page is answered.
+        audit = audit_of(request)
+        await asyncio.gather(
+            *(
+                audit.record(
+                    actor=principal,
+                    action=READ_PERSONAL,
+                    application_id=item.application_id,
+                    application_number=item.application_number,
+                    fields=["subject", "text", *(["location"] if item.location else [])],
+                    request=request,
+                    detail={"operation": "pending"},
+                )
+                for item in items
+            )
+        )
         return PendingPage(items=items, total=total, limit=limit, offset=offset)
 
     @router.post(
@@ -154,12 +176,13 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
         summary="Bekleyen başvuruyu görevli kararıyla bir kategoriye ve kuruma yönlendirir",
     )
     async def route(
+        request: Request,
         application_id: Annotated[str, Path(min_length=1, max_length=128)],
         body: RouteRequest,
         principal: Annotated[Principal, Depends(_routers)],
     ) -> RoutingRecord:
         try:
-            return await routing.route_by_officer(application_id, body.category_code, principal)
+            decided = await routing.route_by_officer(application_id, body.category_code, principal)
         except NotFound as exc:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
@@ -194,5 +217,18 @@ def build_router(routing: Routing, registry: TaxonomyRegistry, settings: Setting
                     )
                 ],
             ) from exc
+        await audit_of(request).record(
+            actor=principal,
+            action=CHANGE,
+            application_id=decided.application_id,
+            application_number=decided.application_number,
+            request=request,
+            detail={
+                "operation": "route",
+                "category_code": decided.category_code,
+                "institution_code": decided.institution_code,
+            },
+        )
+        return decided
 
     return router

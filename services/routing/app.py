@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.common.business_days import rules_from
 from services.common.calendar_live import LiveCalendar
-from services.common.pii import PiiCipher
+from services.common.retention import RetentionRule, retention_job
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.routing import lifecycle, messaging
@@ -35,8 +35,25 @@ def build_app(
     seeds = registry or default_registry(settings.taxonomy_dir)
     registry = TaxonomyRegistry(registry_taxonomies(seeds))
     service = Service(SERVICE, settings)
-    cipher = PiiCipher(settings.pii_key_bytes())
+    cipher = service.pii
     store = RoutingStore(service.db, service.publisher, cipher)
+    # KVKK retention (services/common/retention.py): the sealed applicant becomes a sealed empty
+    # contact (so the document still reads), and the citizen's words go.
+    retention = retention_job(
+        service,
+        [
+            RetentionRule(
+                collection="routing_applications",
+                time_field="received_at",
+                replace={
+                    "applicant": cipher.encrypt(
+                        '{"tckn_masked": "", "first_name": "", "last_name": "", "phone": ""}'
+                    ),
+                    "text": "(Kişisel veri saklama süresi dolduğu için silindi.)",
+                },
+            )
+        ],
+    )
     # Suggestions learned from the labelled set and officers' decisions; trained at start.
     learned = LearnedRouting(registry, threshold=settings.auto_route_threshold, decisions=store)
     routing = Routing(store, store.outbox.deliver, registry, learned=learned, decisions=store)
@@ -83,12 +100,13 @@ def build_app(
             ensure_institution_topics,
             calendar.start,  # read to its end before the consumers start
         ],
-        background=[store.outbox.run_relay, taxonomies.run, learned.run],
+        background=[store.outbox.run_relay, taxonomies.run, learned.run, retention.loop],
         on_shutdown=[calendar.stop],
         ready_checks={"calendar": calendar.is_caught_up},
     )
     app.state.routing = routing
     app.state.store = store
+    app.state.retention = retention
     app.state.learned = learned
     app.state.taxonomies = taxonomies
     app.state.calendar = calendar

@@ -21,12 +21,14 @@ from services.common.events import (
     ApplicationReceived,
     ApplicationRouted,
     InstitutionAssignment,
+    InstitutionContact,
     NotificationChannel,
     NotificationRequest,
     PartSpec,
     Status,
     StatusChanged,
     facts_of,
+    identity_shielded,
     utcnow,
 )
 from services.common.messaging import Outgoing, PermanentError
@@ -346,6 +348,7 @@ class Routing:
         app_id = app.application_id
         # The mark of a category chosen by the learned model rather than a person.
         auto = decision.confidence if isinstance(decision, ModelDecision) else None
+        shielded = identity_shielded(app.application_type, app.identity_consent)
         routed = ApplicationRouted(
             event_id=event_id(app_id, round_, "routed"),
             producer=PRODUCER,
@@ -358,7 +361,10 @@ class Routing:
             producer=PRODUCER,
             **facts_of(app, exclude=("category_code",)),
             **routing.model_dump(include=ASSIGNED),
-            applicant=app.applicant,
+            # Institutions read their topic without the key: the applicant in clear, unless
+            # the complainant shield keeps it from them.
+            applicant=None if shielded else InstitutionContact.of(app.applicant),
+            identity_shielded=shielded,
             auto_confidence=auto,
         )
         key = email_key(app_id, decision.institution_code, round_)

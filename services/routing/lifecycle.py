@@ -53,6 +53,8 @@ class ApplicationRecord(ApplicationFacts):
 
     application_id: str
     applicant: ApplicantContact
+    # For a şikayet or ihbar: whether the institution may see who the applicant is.
+    identity_consent: bool = False
 
     @classmethod
     def from_event(cls, event: ApplicationReceived) -> ApplicationRecord:

@@ -14,6 +14,7 @@ datetime written by `$set` as a string, which would break the queue's order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,7 +88,9 @@ class RoutingStore:
         document["application_type"] = app.application_type.value
         document["channel"] = app.channel.value
         # Name and phone are personal data: sealed at rest like everything personal here.
-        document["applicant"] = self._cipher.encrypt(app.applicant.model_dump_json())
+        # The contact's own fields in clear inside the ciphertext (a JSON dump would seal them
+        # again with the bus's key, which a key rotation could not reach).
+        document["applicant"] = self._cipher.encrypt(json.dumps(app.applicant.model_dump()))
         document["priority_first"] = 1 if app.priority else 0  # the queue's order
         return document | _changing(file)
 

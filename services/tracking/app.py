@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.common import business_days
 from services.common.business_days import Calendar
 from services.common.calendar_live import LiveCalendar
-from services.common.pii import PiiCipher
+from services.common.retention import RetentionRule, retention_job
 from services.common.service import Service, run
 from services.common.settings import Settings, get_settings
 from services.tracking import api, calendar_store, inbox_api, inbox_page, page, rating_page
@@ -43,8 +43,19 @@ def build_app(
         live = getattr(app.state, "calendar", None)
         return live.current if live is not None else business_days.PUBLIC
 
-    cipher = PiiCipher(settings.pii_key_bytes())
+    cipher = service.pii
     store = ApplicationStore(service.db, service.publisher, cipher)
+    # KVKK retention (services/common/retention.py): contact, identity and the citizen's words go.
+    retention = retention_job(
+        service,
+        [
+            RetentionRule(
+                collection="tracking_applications",
+                time_field="received_at",
+                remove=("phone_enc", "phone_index", "email_enc", "identity_enc", "text"),
+            )
+        ],
+    )
     directory = TaxonomyDirectory(settings)
     tracking = Tracking(
         store, service.publisher, cipher, settings, directory=directory, calendar=calendar_now
@@ -101,12 +112,14 @@ def build_app(
             directory.view.follow,
             rating_store.outbox.run_relay,
             calendar_keeper.run,
+            retention.loop,
         ],
         on_shutdown=[calendar.stop],
         ready_checks={"calendar": calendar.is_caught_up},
     )
     app.mount(page.STATIC_URL, page.static_files, name="static")
     app.state.tracking = tracking
+    app.state.retention = retention
     app.state.morning_lists = morning
     app.state.calendar = calendar
     app.state.ratings = ratings

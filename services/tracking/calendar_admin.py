@@ -22,9 +22,20 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import holidays
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.audit import audit_of
 from services.common.auth import Principal, forbidden, require_roles
 from services.common.business_days import Calendar
 from services.common.errors import field_error
@@ -474,6 +485,19 @@ def _national(principal: Principal) -> None:
         )
 
 
+async def _audit(
+    request: Request, principal: Principal, operation: str, day: dt.date, reason: str | None
+) -> None:
+    """A change of the calendar moves every open deadline: audited like a change by staff."""
+    await audit_of(request).record(
+        actor=principal,
+        action="change",
+        reason=reason,
+        request=request,
+        detail={"operation": operation, "date": day.isoformat()},
+    )
+
+
 def build_calendar_router(admin: CalendarAdmin) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["takvim"])
 
@@ -509,7 +533,11 @@ def build_calendar_router(admin: CalendarAdmin) -> APIRouter:
         summary="İdari izin günü ekler (yalnız yönetici; bugün ya da ileri bir hafta içi günü)",
     )
     async def add(
-        body: LeaveDayIn, principal: Admin, response: Response, if_match: IfMatch = None
+        body: LeaveDayIn,
+        principal: Admin,
+        request: Request,
+        response: Response,
+        if_match: IfMatch = None,
     ) -> ChangeResult:
         _national(principal)
         expected = expected_version(if_match, body.expected_version)
@@ -517,6 +545,7 @@ def build_calendar_router(admin: CalendarAdmin) -> APIRouter:
             outcome = await admin.add(body.date, body.reason, body.kind, expected, principal)
         except REFUSED as exc:
             raise _refusal(exc) from exc
+        await _audit(request, principal, "leave_day_add", body.date, body.reason)
         return _result(outcome, response)
 
     @router.delete(
@@ -526,6 +555,7 @@ def build_calendar_router(admin: CalendarAdmin) -> APIRouter:
     async def remove(
         date: Annotated[dt.date, Path(description="YYYY-AA-GG")],
         principal: Admin,
+        request: Request,
         response: Response,
         reason: Annotated[
             str | None, Query(max_length=REASON_MAX, description="Neden çıkarıldığı")
@@ -542,6 +572,7 @@ def build_calendar_router(admin: CalendarAdmin) -> APIRouter:
             outcome = await admin.remove(date, reason, expected, principal)
         except REFUSED as exc:
             raise _refusal(exc) from exc
+        await _audit(request, principal, "leave_day_remove", date, reason)
         return _result(outcome, response)
 
     return router

@@ -51,6 +51,7 @@ from services.tracking.workflow import (
     ApprovalPolicy,
     Stage,
     Step,
+    identity_shielded,
     overall_outcome,
     part_id,
     part_number,
@@ -157,6 +158,10 @@ class AlreadyExtended(Refused):
 
 class NotOpen(Refused):
     """The application is answered or closed: its deadline no longer runs."""
+
+
+class NotShielded(Refused):
+    """An unmasking of an applicant whom the institution may see already."""
 
 
 class NotForParts(Refused):
@@ -310,6 +315,15 @@ def citizen_message_of(key: str) -> tuple[str, str, str] | None:
 
 
 @dataclass(frozen=True)
+class Unmasking:
+    """A supervisor revealed a shielded applicant's identity to the institution, with a reason."""
+
+    by: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
 class Application:
     """Tracking's record of one application: no TC Kimlik No, no names, the phone only sealed."""
 
@@ -358,6 +372,13 @@ class Application:
     warn_at: datetime | None = None
     # The application's text, for the institution's inbox (the citizen's own words).
     text: str | None = None
+    # The applicant's name and masked TC Kimlik No, sealed (`identity_of` opens them).
+    identity_enc: str | None = None
+    # The applicant agreed that the institution may know who they are (a şikâyet or an ihbar
+    # is shielded otherwise: workflow.identity_shielded).
+    identity_consent: bool = False
+    # Supervisors who revealed a shielded applicant to the institution: who, when and why.
+    unmaskings: tuple[Unmasking, ...] = ()
     # The institution's workflow (workflow.py).
     opened_by: str | None = None
     opened_at: datetime | None = None
@@ -460,6 +481,8 @@ class Receive:
     phone_enc: str
     phone_index: str
     email_enc: str | None = None
+    # The name and masked TC Kimlik No, sealed (None: an event that carries none).
+    identity_enc: str | None = None
 
 
 @dataclass(frozen=True)
@@ -578,6 +601,16 @@ class Extend:
 
 
 @dataclass(frozen=True)
+class Unmask:
+    """An Açık Kapı supervisor reveals a shielded applicant to the institution (lekelenmeme
+    hakkı yields only to a stated reason)."""
+
+    by: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Recalculate:
     """Compute the deadline again under the current rules (a leave day was declared)."""
 
@@ -614,6 +647,7 @@ Command = (
     | PartAnswered
     | Extend
     | Recalculate
+    | Unmask
 )
 
 
@@ -643,7 +677,9 @@ def apply(
     announcements. Raises `Refused` for an input that can never apply. The deadline is
     computed again under `rules` after every change."""
     new = _apply(state, command, source)
-    if new is not None and (new is not state or isinstance(command, Recalculate)):
+    # (An unmasking is no step of the application's: it leaves the deadline alone.)
+    moves = new is not state or isinstance(command, Recalculate)
+    if new is not None and moves and not isinstance(command, Unmask):
         new = settle_deadline(new, rules, source, _input_time(command, new))
     changed = new is not state
     if new is None:
@@ -739,6 +775,14 @@ def _reason_for_move(state: Application, source: str) -> str:
     return "service_level"
 
 
+def _unmask(state: Application | None, cmd: Unmask) -> Application | None:
+    if state is None:
+        return None
+    if not identity_shielded(state.application_type, state.identity_consent, state.unmaskings):
+        raise NotShielded(f"application {state.application_id} shields no identity")
+    return replace(state, unmaskings=(*state.unmaskings, Unmasking(cmd.by, cmd.at, cmd.reason)))
+
+
 def _extend(state: Application | None, cmd: Extend, source: str) -> Application:
     if state is None:
         raise NotAssigned("unknown application")
@@ -787,6 +831,8 @@ def _apply(state: Application | None, command: Command, source: str) -> Applicat
         return _extend(state, command, source)
     if isinstance(command, Recalculate):
         return state
+    if isinstance(command, Unmask):
+        return _unmask(state, command)
     return _workflow(state, command, source)
 
 
@@ -836,6 +882,8 @@ def _learn(state: Application, cmd: Receive) -> Application:
         phone_enc=cmd.phone_enc,
         phone_index=cmd.phone_index,
         email_enc=cmd.email_enc,
+        identity_enc=cmd.identity_enc,
+        identity_consent=ev.identity_consent,
     )
 
 

@@ -9,6 +9,7 @@ events from the bus is folded per application in its order and written with one 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -71,6 +72,18 @@ class ConcurrentUpdate(Exception):
     """Other processes kept changing the application; the caller should retry later."""
 
 
+@dataclass(frozen=True)
+class ApplicantIdentity:
+    """Who applied, as the institution may see it (when the shield allows): opened from the
+    record's sealed fields."""
+
+    first_name: str
+    last_name: str
+    tckn_masked: str
+    phone: str | None
+    email: str | None
+
+
 class DirectoryUnavailable(Exception):
     """Routing's list of the province's institutions has not reached tracking yet."""
 
@@ -131,11 +144,18 @@ class Tracking:
     def _receive(self, event: ApplicationReceived) -> tuple[str, domain.Command, str]:
         phone = event.applicant.phone
         email = event.applicant.email
+        who = event.applicant
+        identity = {
+            "first_name": who.first_name,
+            "last_name": who.last_name,
+            "tckn_masked": who.tckn_masked,
+        }
         command = domain.Receive(
             event,
             phone_enc=self.cipher.encrypt(phone),
             phone_index=self.phone_index(event.application_id, phone[-4:]),
             email_enc=self.cipher.encrypt(email) if email else None,
+            identity_enc=self.cipher.encrypt(json.dumps(identity, ensure_ascii=False)),
         )
         return event.application_id, command, f"received:{event.event_id}"
 
@@ -217,6 +237,34 @@ class Tracking:
         self, institution_code: str, application_id: str
     ) -> domain.Application:
         return await self._held(institution_code, application_id)
+
+    def identity_of(self, app: domain.Application) -> ApplicantIdentity | None:
+        """The applicant's identity opened from the record (None: tracking holds none, as for
+        a part of a split application). Whether it may be shown is the caller's rule
+        (workflow.identity_shielded)."""
+        if app.identity_enc is None:
+            return None
+        identity = json.loads(self.cipher.decrypt(app.identity_enc))
+        return ApplicantIdentity(
+            first_name=identity["first_name"],
+            last_name=identity["last_name"],
+            tckn_masked=identity["tckn_masked"],
+            phone=self.cipher.decrypt(app.phone_enc) if app.phone_enc else None,
+            email=self.cipher.decrypt(app.email_enc) if app.email_enc else None,
+        )
+
+    async def unmask(
+        self, application_id: str, *, by: str, reason: str, province: int | None, now: datetime
+    ) -> domain.Application:
+        """A supervisor (of the application's province; None: an admin, any) reveals a shielded
+        applicant to the institution, with a reason; recorded on the application."""
+        await self.under_review(application_id, province)
+        return await self._act(application_id, domain.Unmask(by, reason, now), "unmasked")
+
+    def province_of(self, institution_code: str) -> int | None:
+        """The province of an institution, as routing's directory says (None: unknown here)."""
+        taxonomy = province_of_institution(self.directory, institution_code)
+        return taxonomy.province_code if taxonomy is not None else None
 
     async def _held(self, institution_code: str, application_id: str) -> domain.Application:
         """The application, if that institution holds it (or held it last)."""
@@ -510,12 +558,16 @@ class Tracking:
         An unknown number and a wrong phone fail alike, and both count towards the lock, so
         the answers never tell which numbers exist.
         """
-        if await self.store.recent_misses(number_key, now) >= MAX_MISSES:
+        # The guess takes its place before it is checked (atomically: parallel guesses cannot
+        # all see room left), so at most MAX_MISSES are checked per window; a right one gives
+        # its place back.
+        guess = await self.store.reserve_guess(number_key, now)
+        if guess.count > MAX_MISSES:
             raise TooManyAttempts(number_key)
         app = await self.store.by_number(number_key)
         if app is None or app.phone_index != self.phone_index(app.application_id, phone_last4):
-            await self.store.record_miss(number_key, now)
             raise NotFound(number_key)
+        await self.store.release_guess(number_key, guess)
         return app
 
     async def provide_information(

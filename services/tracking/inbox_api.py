@@ -1,7 +1,14 @@
 """Tracking's HTTP API for institutions and Açık Kapı supervisors: an institution's list with
 its filters, one application, and each act of the workflow (open, assign, ask the citizen,
-answer, return, forward, split); the supervisors' approval queue; the session and directory
-the inbox page (`/kurum`) reads. Thin: the rules are in workflow.py and domain.py."""
+answer, return, forward, split); the supervisors' approval queue and the unmasking of a
+shielded complainant; the session and directory the inbox page (`/kurum`) reads. Thin: the rules
+are in workflow.py and domain.py.
+
+Who passes (docs/security.md has the whole matrix): institution staff only their institution,
+and with a sub-unit in their token only what was assigned to that unit; supervisors only their
+province (the institution's province as routing's directory says, the application's own for
+one application); admins everything; every other role 403. Each act of staff is audited as a
+"change", each response that shows an applicant's identity as a "read_personal"."""
 
 from __future__ import annotations
 
@@ -9,28 +16,43 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.common.audit import audit_of
 from services.common.auth import Principal, Role
 from services.common.auth import forbidden as forbidden_error
 from services.common.errors import field_error
 from services.common.events import ApplicationType, Outcome, Priority, Status
+from services.common.provinces import PROVINCES
 from services.tracking import domain
-from services.tracking.api import PrincipalDep, TimelineItem, TrackingDep, now, step_label
+from services.tracking.api import (
+    PrincipalDep,
+    TimelineItem,
+    TrackingDep,
+    get_tracking,
+    now,
+    step_label,
+)
+from services.tracking.directory import TaxonomyDirectory
 from services.tracking.handlers import (
     DirectoryUnavailable,
     InvalidTarget,
     NotFound,
+    Tracking,
 )
 from services.tracking.store import InstitutionPage, InvalidCursor, encode_cursor
 from services.tracking.workflow import (
     ACTIVE_STAGES,
+    SHIELD_NOTICE,
     STAGE_LABELS,
     Action,
     Stage,
     available_actions,
+    identity_shielded,
+    in_unit,
     may,
+    unit_key,
 )
 
 router = APIRouter()
@@ -59,24 +81,95 @@ AnswerText = Annotated[
 PartNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+UnmaskReason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=10, max_length=1000)
+]
+NOT_YOUR_UNIT_MESSAGE = "Bu başvuru biriminize havale edilmemiş."
+INBOX_ROLES_MESSAGE = "Gelen kutusu kurum personeli ve Açık Kapı denetçileri içindir."
 
 
 # --- who may do what -------------------------------------------------------------------------
 
 
-def _authorize(principal: Principal, action: Action, code: str) -> None:
-    if may(principal.role, action, own_institution=principal.institution, institution_code=code):
+def _authorize(principal: Principal, action: Action, code: str, tracking: Tracking) -> None:
+    """The role and the institution (a supervisor: the institution's province) allow it."""
+    province = tracking.province_of(code) if principal.role is Role.supervisor else None
+    if may(
+        principal.role,
+        action,
+        own_institution=principal.institution,
+        institution_code=code,
+        own_province=principal.province,
+        province_code=province,
+    ):
         return
     if action is not Action.view and principal.role in (Role.supervisor, Role.officer):
         raise forbidden_error("Bu işlemi yalnızca ilgili kurum yapabilir.")
+    if principal.role is Role.supervisor:
+        raise forbidden_error("Yalnızca kendi ilinizin kurumlarının başvurularını görebilirsiniz.")
     raise forbidden_error("Bu kurumun başvurularını görme yetkiniz yok.")
 
 
-def _supervisor(principal: Principal) -> int | None:
-    """The province whose answers the principal reviews (None: every province)."""
-    if not may(principal.role, Action.approve):
-        raise forbidden_error("Cevapları yalnızca Açık Kapı denetçileri onaylayabilir.")
+def _within(principal: Principal, app: domain.Application, tracking: Tracking) -> None:
+    """One application is in the principal's scope: a unit's staff only their unit's, a
+    supervisor only their province's."""
+    if principal.role is Role.institution and not in_unit(principal.unit, app.unit):
+        raise forbidden_error(NOT_YOUR_UNIT_MESSAGE)
+    if principal.role is Role.supervisor:
+        province = app.province_code
+        if province is None and app.institution_code is not None:
+            province = tracking.province_of(app.institution_code)
+        if province != principal.province:
+            raise forbidden_error(
+                "Yalnızca kendi ilinizin kurumlarının başvurularını görebilirsiniz."
+            )
+
+
+async def _in_scope(
+    principal: Principal, action: Action, code: str, application_id: str, tracking: Tracking
+) -> domain.Application | None:
+    """Authorize an act or a read of one application; the application, when it had to be read
+    to tell (a unit's staff, a supervisor)."""
+    _authorize(principal, action, code, tracking)
+    if principal.unit is None and principal.role is not Role.supervisor:
+        return None
+    try:
+        app = await tracking.institution_application(code, application_id)
+    except NotFound:
+        raise _not_held() from None
+    _within(principal, app, tracking)
+    return app
+
+
+def _supervisor(principal: Principal, action: Action = Action.approve) -> int | None:
+    """The province whose answers the principal reviews (None: an admin, every province)."""
+    if not may(principal.role, action, own_province=principal.province):
+        raise forbidden_error("Bu işlemi yalnızca ilin Açık Kapı denetçileri yapabilir.")
     return principal.province if principal.role is Role.supervisor else None
+
+
+async def _audit_change(
+    request: Request,
+    principal: Principal,
+    operation: str,
+    application_id: str,
+    *,
+    application_number: str | None = None,
+    institution_code: str | None = None,
+    reason: str | None = None,
+) -> None:
+    detail: dict[str, object] = {"operation": operation}
+    if institution_code is not None:
+        detail["institution_code"] = institution_code
+    await audit_of(request).record(
+        actor=principal,
+        action="change",
+        application_id=application_id,
+        application_number=application_number,
+        reason=reason,
+        request=request,
+        detail=detail,
+    )
 
 
 def _not_held() -> HTTPException:
@@ -132,6 +225,19 @@ def _refused(exc: Exception) -> HTTPException:
             "Bir başvurunun bölümü yeniden bölünemez; başvuru bulunduğu kuruma da aktarılamaz.",
         ),
     ]
+    if isinstance(exc, domain.NotShielded):
+        return HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=[
+                field_error(
+                    None,
+                    "not_shielded",
+                    "Bu başvuruda gizlenmiş bir kimlik yok: ya şikâyet ya da ihbar değil, ya "
+                    "başvuru sahibi kimliğinin görülmesine onay verdi, ya da kimlik daha önce "
+                    "açıldı.",
+                )
+            ],
+        )
     if isinstance(exc, domain.WrongStage):
         code, message = _CONFLICTS.get(
             exc.stage, ("wrong_stage", "Başvurunun şu anki aşaması bu işleme izin vermiyor.")
@@ -149,18 +255,33 @@ REFUSALS = (NotFound, domain.Refused, InvalidTarget, DirectoryUnavailable)
 
 
 async def _acting(
+    request: Request,
     principal: Principal,
     action: Action,
-    code: str,
+    ids: tuple[str, str],
     act: Callable[[], Awaitable[domain.Application]],
+    *,
+    reason: str | None = None,
 ) -> Acted:
-    """An institution's act: allowed for this principal, done, answered with where the
-    application stands now (or the refusal, in the service's error shape)."""
-    _authorize(principal, action, code)
+    """An institution's act on application `ids[1]` held by `ids[0]`: allowed for this
+    principal, done, audited, answered with where the application stands now (or the refusal,
+    in the service's error shape)."""
+    code, application_id = ids
+    await _in_scope(principal, action, code, application_id, get_tracking(request))
     try:
-        return _acted(await act())
+        app = await act()
     except REFUSALS as exc:
         raise _refused(exc) from None
+    await _audit_change(
+        request,
+        principal,
+        action.value,
+        app.application_id,
+        application_number=app.application_number,
+        institution_code=code,
+        reason=reason,
+    )
+    return _acted(app)
 
 
 # --- what an institution reads ---------------------------------------------------------------
@@ -231,7 +352,25 @@ class PartView(BaseModel):
     answered_at: datetime | None
 
 
+class ApplicantView(BaseModel):
+    """Who applied (shown only where the complainant shield allows)."""
+
+    first_name: str
+    last_name: str
+    tckn_masked: str
+    phone: str | None
+    email: str | None
+
+
 class InstitutionApplicationDetail(InstitutionApplication):
+    # Absent when the shield hides the applicant (a şikâyet or an ihbar without consent that no
+    # supervisor unmasked), and when tracking holds no identity (a part of a split one).
+    applicant: ApplicantView | None = None
+    identity_shielded: bool = False
+    # Why the identity is hidden (Turkish; present only when it is).
+    identity_notice: str | None = None
+    # A supervisor revealed the shielded applicant (the audit log says who and why).
+    identity_unmasked: bool = False
     channel: str | None
     text: str | None
     institution_code: str | None
@@ -262,16 +401,34 @@ def _item(app: domain.Application) -> InstitutionApplication:
     )
 
 
-def _detail(app: domain.Application) -> InstitutionApplicationDetail:
+_IDENTITY_FIELDS = ("applicant", "identity_shielded", "identity_notice", "identity_unmasked")
+
+
+def _detail(
+    app: domain.Application, applicant: ApplicantView | None
+) -> InstitutionApplicationDetail:
+    """The application as the inbox shows it; `applicant` only where the shield allows. The
+    applicant and the notice are left unset when absent (the route drops unset fields)."""
     fields = InstitutionApplicationDetail.model_fields
     plain = {
         f: getattr(app, f)
         for f in fields
-        if hasattr(app, f) and f not in ("information_requests", "drafts", "parts", "timeline")
+        if hasattr(app, f)
+        and f not in ("information_requests", "drafts", "parts", "timeline", *_IDENTITY_FIELDS)
     }
+    shielded = identity_shielded(app.application_type, app.identity_consent, app.unmaskings)
+    identity: dict[str, object] = {
+        "identity_shielded": shielded,
+        "identity_unmasked": bool(app.unmaskings),
+    }
+    if shielded:
+        identity["identity_notice"] = SHIELD_NOTICE
+    elif applicant is not None:
+        identity["applicant"] = applicant
     return InstitutionApplicationDetail.model_validate(
         {
             **plain,
+            **identity,
             "stage": app.stage,
             "stage_label": STAGE_LABELS[app.stage],
             "channel": app.channel.value if app.channel else None,
@@ -322,7 +479,7 @@ async def institution_applications(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> InstitutionApplicationList:
-    _authorize(principal, Action.view, code)
+    _authorize(principal, Action.view, code, tracking)
     stages = frozenset(stage or ())
     if active:
         stages = stages & ACTIVE_STAGES if stages else ACTIVE_STAGES
@@ -337,6 +494,10 @@ async def institution_applications(
         application_type=application_type,
         priority=priority,
         text=q,
+        # A supervisor: their province's records only, even of an institution the directory
+        # does not know; a unit's staff: what was assigned to their unit.
+        province_code=principal.province if principal.role is Role.supervisor else None,
+        unit=principal.unit if principal.role is Role.institution else None,
     )
     try:
         apps, total = await tracking.institution_applications(page)
@@ -354,18 +515,35 @@ async def institution_applications(
 @router.get(
     "/api/v1/institutions/{code}/applications/{application_id}",
     response_model=InstitutionApplicationDetail,
+    response_model_exclude_unset=True,
     tags=["kurum"],
-    summary="Kuruma atanmış bir başvuru (okumak başvuruyu açmaz)",
+    summary="Kuruma atanmış bir başvuru (okumak başvuruyu açmaz). Şikâyet ve ihbarda başvuru "
+    "sahibinin kimliği, onay vermediyse ve bir denetçi açmadıysa gösterilmez.",
 )
 async def institution_application(
-    code: str, application_id: str, principal: PrincipalDep, tracking: TrackingDep
+    code: str, application_id: str, request: Request, principal: PrincipalDep, tracking: TrackingDep
 ) -> InstitutionApplicationDetail:
-    _authorize(principal, Action.view, code)
-    try:
-        app = await tracking.institution_application(code, application_id)
-    except NotFound:
-        raise _not_held() from None
-    return _detail(app)
+    app = await _in_scope(principal, Action.view, code, application_id, tracking)
+    if app is None:
+        try:
+            app = await tracking.institution_application(code, application_id)
+        except NotFound:
+            raise _not_held() from None
+    shown = None
+    if not identity_shielded(app.application_type, app.identity_consent, app.unmaskings):
+        identity = tracking.identity_of(app)
+        shown = ApplicantView.model_validate(identity, from_attributes=True) if identity else None
+    if shown is not None:
+        await audit_of(request).record(
+            actor=principal,
+            action="read_personal",
+            application_id=app.application_id,
+            application_number=app.application_number,
+            fields=[f for f, v in shown.model_dump().items() if v is not None],
+            request=request,
+            detail={"institution_code": code, "unmasked": bool(app.unmaskings)},
+        )
+    return _detail(app, shown)
 
 
 # --- the institution's acts ------------------------------------------------------------------
@@ -405,12 +583,13 @@ def _act_route(path: str, summary: str) -> Callable[[Handler], Handler]:
     "Başvuruyu aç (inceleniyor; kimin açtığı kaydedilir)",
 )
 async def open_application(
-    code: str, application_id: str, principal: PrincipalDep, tracking: TrackingDep
+    code: str, application_id: str, request: Request, principal: PrincipalDep, tracking: TrackingDep
 ) -> Acted:
     return await _acting(
+        request,
         principal,
         Action.open,
-        code,
+        (code, application_id),
         lambda: tracking.open_application(code, application_id, by=principal.subject, now=now()),
     )
 
@@ -433,12 +612,23 @@ class AssignIn(BaseModel):
     "Başvuruyu bir personele ya da alt birime havale et",
 )
 async def assign(
-    code: str, application_id: str, body: AssignIn, principal: PrincipalDep, tracking: TrackingDep
+    code: str,
+    application_id: str,
+    body: AssignIn,
+    request: Request,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
 ) -> Acted:
+    if principal.role is Role.institution and principal.unit is not None:
+        if body.unit is not None and unit_key(body.unit) != unit_key(principal.unit):
+            raise forbidden_error(
+                "Başvuruyu yalnızca kendi biriminizin içinde havale edebilirsiniz."
+            )
     return await _acting(
+        request,
         principal,
         Action.assign,
-        code,
+        (code, application_id),
         lambda: tracking.assign(
             code,
             application_id,
@@ -464,13 +654,15 @@ async def ask_information(
     code: str,
     application_id: str,
     body: InformationRequestIn,
+    request: Request,
     principal: PrincipalDep,
     tracking: TrackingDep,
 ) -> Acted:
     return await _acting(
+        request,
         principal,
         Action.ask_information,
-        code,
+        (code, application_id),
         lambda: tracking.ask_information(
             code, application_id, question=body.question, by=principal.subject, now=now()
         ),
@@ -501,10 +693,11 @@ async def respond(
     code: str,
     application_id: str,
     body: ResponseIn,
+    request: Request,
     principal: PrincipalDep,
     tracking: TrackingDep,
 ) -> ResponseAccepted:
-    _authorize(principal, Action.answer, code)
+    await _in_scope(principal, Action.answer, code, application_id, tracking)
     try:
         reached = await tracking.submit_response(
             code,
@@ -515,6 +708,9 @@ async def respond(
         )
     except REFUSALS as exc:
         raise _refused(exc) from None
+    await _audit_change(
+        request, principal, Action.answer.value, application_id, institution_code=code
+    )
     if reached is Stage.awaiting_approval:
         return ResponseAccepted(application_id=application_id, status="awaiting_approval")
     return ResponseAccepted(application_id=application_id)
@@ -534,17 +730,20 @@ async def return_application(
     code: str,
     application_id: str,
     body: ReturnIn,
+    request: Request,
     principal: PrincipalDep,
     tracking: TrackingDep,
 ) -> Acted:
     try:
         return await _acting(
+            request,
             principal,
             Action.return_,
-            code,
+            (code, application_id),
             lambda: tracking.return_application(
                 code, application_id, reason=body.reason, now=now(), by=principal.subject
             ),
+            reason=body.reason,
         )
     except HTTPException as refused:
         said: list[dict[str, Any]] = refused.detail if isinstance(refused.detail, list) else []
@@ -576,13 +775,15 @@ async def forward(
     code: str,
     application_id: str,
     body: ForwardIn,
+    request: Request,
     principal: PrincipalDep,
     tracking: TrackingDep,
 ) -> Acted:
     return await _acting(
+        request,
         principal,
         Action.forward,
-        code,
+        (code, application_id),
         lambda: tracking.forward(
             code,
             application_id,
@@ -591,6 +792,7 @@ async def forward(
             by=principal.subject,
             now=now(),
         ),
+        reason=body.reason,
     )
 
 
@@ -618,6 +820,7 @@ async def split(
     code: str,
     application_id: str,
     body: SplitIn,
+    request: Request,
     principal: PrincipalDep,
     tracking: TrackingDep,
 ) -> Acted:
@@ -630,12 +833,14 @@ async def split(
         for p in body.parts
     ]
     return await _acting(
+        request,
         principal,
         Action.split_up,
-        code,
+        (code, application_id),
         lambda: tracking.split(
             code, application_id, parts=parts, reason=body.reason, by=principal.subject, now=now()
         ),
+        reason=body.reason,
     )
 
 
@@ -697,7 +902,9 @@ async def approval_queue(
     response_model=Acted,
     responses={403: {}, 404: {}, 409: {}},
 )
-async def approve(application_id: str, principal: PrincipalDep, tracking: TrackingDep) -> Acted:
+async def approve(
+    application_id: str, request: Request, principal: PrincipalDep, tracking: TrackingDep
+) -> Acted:
     province = _supervisor(principal)
     try:
         app = await tracking.approve(
@@ -705,6 +912,14 @@ async def approve(application_id: str, principal: PrincipalDep, tracking: Tracki
         )
     except REFUSALS as exc:
         raise _refused(exc) from None
+    await _audit_change(
+        request,
+        principal,
+        "approve",
+        application_id,
+        application_number=app.application_number,
+        institution_code=app.institution_code,
+    )
     return _acted(app)
 
 
@@ -722,7 +937,11 @@ class SendBackIn(BaseModel):
     responses={403: {}, 404: {}, 409: {}},
 )
 async def send_back(
-    application_id: str, body: SendBackIn, principal: PrincipalDep, tracking: TrackingDep
+    application_id: str,
+    body: SendBackIn,
+    request: Request,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
 ) -> Acted:
     province = _supervisor(principal)
     try:
@@ -731,6 +950,15 @@ async def send_back(
         )
     except REFUSALS as exc:
         raise _refused(exc) from None
+    await _audit_change(
+        request,
+        principal,
+        "send_back",
+        application_id,
+        application_number=app.application_number,
+        institution_code=app.institution_code,
+        reason=body.note,
+    )
     return _acted(app)
 
 
@@ -754,7 +982,11 @@ class Extended(Acted):
     responses={403: {}, 404: {}, 409: {}, 422: {}},
 )
 async def extend(
-    application_id: str, body: ExtensionIn, principal: PrincipalDep, tracking: TrackingDep
+    application_id: str,
+    body: ExtensionIn,
+    request: Request,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
 ) -> Extended:
     province = _supervisor(principal)
     try:
@@ -768,6 +1000,15 @@ async def extend(
         )
     except REFUSALS as exc:
         raise _refused(exc) from None
+    await _audit_change(
+        request,
+        principal,
+        "extend",
+        application_id,
+        application_number=app.application_number,
+        institution_code=app.institution_code,
+        reason=body.reason,
+    )
     return Extended(
         **_acted(app).model_dump(), deadline_at=app.deadline_at, extension_days=app.extension_days
     )
@@ -781,6 +1022,12 @@ class Session(BaseModel):
     role: Role
     institution_code: str | None
     province_code: int | None
+    # The sub-unit an institution's staff member works in (None: the whole institution).
+    unit: str | None = None
+
+
+# Who may use the inbox at all (admin passes everywhere).
+INBOX_ROLES = (Role.institution, Role.supervisor, Role.admin)
 
 
 @router.get(
@@ -791,13 +1038,16 @@ class Session(BaseModel):
 )
 async def session(principal: PrincipalDep) -> Session:
     """Who the pasted token says the user is, so the inbox refuses a bad one at once."""
-    if principal.role is Role.officer:
-        raise forbidden_error("Gelen kutusu kurum personeli ve Açık Kapı denetçileri içindir.")
+    if principal.role not in INBOX_ROLES:
+        raise forbidden_error(INBOX_ROLES_MESSAGE)
+    if principal.role is Role.supervisor and principal.province is None:
+        raise forbidden_error("Denetçi oturum anahtarında il bilgisi (prov) yok.")
     return Session(
         subject=principal.subject,
         role=principal.role,
         institution_code=principal.institution,
         province_code=principal.province,
+        unit=principal.unit,
     )
 
 
@@ -831,11 +1081,27 @@ class DirectoryView(BaseModel):
 async def directory(
     province_code: int, principal: PrincipalDep, tracking: TrackingDep
 ) -> DirectoryView:
-    if principal.role is Role.officer:
-        raise forbidden_error()
+    if principal.role not in INBOX_ROLES:
+        raise forbidden_error(INBOX_ROLES_MESSAGE)
+    own = principal.province
+    if principal.role is Role.institution and principal.institution is not None:
+        own = tracking.province_of(principal.institution)
+    if principal.role is not Role.admin and own is not None and own != province_code:
+        raise forbidden_error("Yalnızca kendi ilinizin kurum listesini görebilirsiniz.")
+    if principal.role is Role.supervisor and own is None:
+        raise forbidden_error("Denetçi oturum anahtarında il bilgisi (prov) yok.")
     taxonomy = tracking.institutions(province_code)
     if taxonomy is None:
-        raise _refused(DirectoryUnavailable(str(province_code)))
+        # 503 only while the taxonomy topic is still being read; a plate code that is not a
+        # province, or a province routing announced no list for, has none to wait for.
+        directory = tracking.directory
+        reading = isinstance(directory, TaxonomyDirectory) and not directory.view.caught_up.is_set()
+        if reading and province_code in PROVINCES:
+            raise _refused(DirectoryUnavailable(str(province_code)))
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=[field_error("province_code", "not_found", "Bu il için kurum listesi yok.")],
+        )
     return DirectoryView(
         province_code=taxonomy.province_code,
         province=taxonomy.province,
@@ -849,4 +1115,65 @@ async def directory(
             for h in taxonomy.headings
             for c in h.categories
         ],
+    )
+
+
+# --- supervisors: the complainant shield ------------------------------------------------------
+
+
+class UnmaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Why the institution must know who complained (kept on the application and audited).
+    reason: UnmaskReason
+
+
+class Unmasked(BaseModel):
+    application_id: str
+    application_number: str
+    unmasked_by: str
+    unmasked_at: datetime
+    reason: str
+
+
+@router.post(
+    "/api/v1/applications/{application_id}/unmask",
+    tags=["denetçi"],
+    summary="Şikâyetçinin ya da ihbarcının kimliğini kuruma aç (yalnızca ilin denetçisi, "
+    "gerekçesiyle; kaydedilir ve denetim kaydına yazılır)",
+    response_model=Unmasked,
+    responses={403: {}, 404: {}, 409: {}, 422: {}},
+)
+async def unmask(
+    application_id: str,
+    body: UnmaskIn,
+    request: Request,
+    principal: PrincipalDep,
+    tracking: TrackingDep,
+) -> Unmasked:
+    """Lekelenmeme hakkı yields only to a supervisor's stated reason: the applicant of a
+    şikâyet or an ihbar who did not consent is revealed to the institution from now on."""
+    province = _supervisor(principal, Action.unmask)
+    try:
+        app = await tracking.unmask(
+            application_id, by=principal.subject, reason=body.reason, province=province, now=now()
+        )
+    except REFUSALS as exc:
+        raise _refused(exc) from None
+    last = app.unmaskings[-1]
+    await audit_of(request).record(
+        actor=principal,
+        action="unmask",
+        application_id=app.application_id,
+        application_number=app.application_number,
+        reason=body.reason,
+        request=request,
+        detail={"institution_code": app.institution_code},
+    )
+    return Unmasked(
+        application_id=app.application_id,
+        application_number=app.application_number,
+        unmasked_by=last.by,
+        unmasked_at=last.at,
+        reason=last.reason,
     )

@@ -21,6 +21,7 @@ from services.common.application_number import (
     parse_number,
 )
 from services.common.events import Outcome, Status
+from services.common.middleware import SCRIPT_PAGE_POLICY
 from services.common.turkish_time import long_datetime
 from services.tracking import domain
 from services.tracking.api import (
@@ -44,10 +45,7 @@ static_files = StaticFiles(directory=Path(__file__).parent / "static")
 
 # Only this service's own files; no inline script or style, no other host, no framing.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": SCRIPT_PAGE_POLICY,  # services/common/middleware.py
     # The page may show an institution's answer: never keep it in a shared cache.
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",

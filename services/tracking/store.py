@@ -1,5 +1,5 @@
-"""Tracking's own MongoDB collections: one document per application, and the failed look-ups that
-throttle guessing on the status page.
+"""Tracking's own MongoDB collections: one document per application, and a counter per
+application number of the guesses made on the status page in the current window (the lock).
 
 Every change to an application is one conditional write (`version` must still be what was read),
 so several tracking processes can work on the same application without losing an update.
@@ -44,13 +44,17 @@ from services.tracking.domain import (
     Part,
     SentMessage,
     TimelineEntry,
+    Unmasking,
 )
-from services.tracking.workflow import Stage, Step, search_key
+from services.tracking.workflow import Stage, Step, search_key, unit_key
 
 log = logging.getLogger("acikkapi.tracking")
 
 # How long a failed look-up counts against an application number.
 MISS_WINDOW = timedelta(minutes=15)
+# A guess counter contended so hard that it never settles counts as locked.
+_GUESS_RETRIES = 20
+_SATURATED = 1 << 30
 
 _ENUMS: dict[str, type[StrEnum]] = {
     "status": Status,
@@ -68,6 +72,7 @@ _STRUCTURED = (
     "parts",
     "deadline_changes",
     "messages",
+    "unmaskings",
 )
 _SCALARS = [
     f.name
@@ -93,6 +98,15 @@ class NumberTaken(Exception):
 
 class InvalidCursor(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Guess:
+    """One guess taken from a number's window: its place in the window (1, 2, …) and the
+    window's start (epoch seconds), so that a right guess gives back its own place."""
+
+    count: int
+    window: float
 
 
 def to_doc(state: Application, version: int) -> dict[str, Any]:
@@ -125,6 +139,7 @@ def to_doc(state: Application, version: int) -> dict[str, Any]:
     ]
     doc["deadline_changes"] = [asdict(c) for c in state.deadline_changes]
     doc["messages"] = [asdict(m) for m in state.messages]
+    doc["unmaskings"] = [asdict(u) for u in state.unmaskings]
     doc.update(derived(state))
     # Derived, indexed for the deadline watcher; a write always releases the watcher's lease.
     # The institution's list: escorted applicants first (1), then the rest (0).
@@ -192,6 +207,7 @@ def from_doc(doc: dict[str, Any]) -> Application:
         DeadlineChange(**c) for c in doc.get("deadline_changes") or ()
     )
     values["messages"] = tuple(SentMessage(**m) for m in doc.get("messages") or ())
+    values["unmaskings"] = tuple(Unmasking(**u) for u in doc.get("unmaskings") or ())
     return Application(**values)
 
 
@@ -200,6 +216,8 @@ def derived(state: Application) -> dict[str, Any]:
     return {
         "stage": state.stage.value,
         "search_key": search_key(f"{state.application_number} {state.subject or ''}"),
+        # The sub-unit it is assigned to, as a unit's staff are scoped (workflow.in_unit).
+        "unit_key": unit_key(state.unit),
     }
 
 
@@ -238,6 +256,8 @@ class InstitutionPage:
     # Words of the subject or the number (compared as `workflow.search_key` folds them).
     text: str | None = None
     province_code: int | None = None
+    # Only what the institution assigned to this sub-unit (a unit's staff: workflow.in_unit).
+    unit: str | None = None
 
     def query(self) -> dict[str, Any]:
         """The page's filters as a MongoDB query (without the cursor)."""
@@ -246,6 +266,8 @@ class InstitutionPage:
             query["institution_code"] = self.institution_code
         if self.province_code is not None:
             query["province_code"] = self.province_code
+        if self.unit is not None:
+            query["unit_key"] = unit_key(self.unit)
         if self.status is not None:
             query["status"] = self.status.value
         if len(self.stages) == 1:
@@ -300,15 +322,17 @@ class TrackingStore(Protocol):
     async def claim_due(
         self, due: DueField, now: datetime, lease_seconds: float
     ) -> Application | None: ...
-    async def recent_misses(self, number_key: str, now: datetime) -> int: ...
-    async def record_miss(self, number_key: str, now: datetime) -> None: ...
+    async def reserve_guess(self, number_key: str, now: datetime) -> Guess: ...
+    async def release_guess(self, number_key: str, guess: Guess) -> None: ...
 
 
 class ApplicationStore:
     def __init__(self, db: Database, publisher: Publisher, cipher: PiiCipher) -> None:
         # Named after the service although the database is its own (see service_database).
         self.apps = db["tracking_applications"]
-        self.misses = db["tracking_track_misses"]
+        # One document per application number guessed lately (its window's start and count);
+        # replaces tracking_track_misses, whose records expire by their TTL.
+        self.guesses = db["tracking_guess_counters"]
         self.outbox = Outbox(self.apps, publisher, cipher)
 
     async def ensure_indexes(self) -> None:
@@ -330,8 +354,9 @@ class ApplicationStore:
         await self.apps.create_index([("stage", ASCENDING), ("province_code", ASCENDING)])
         await self._backfill_derived()
         await self._index_due_times()
-        await self.misses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))
-        await self.misses.create_index([("number_key", ASCENDING), ("at", ASCENDING)])
+        await self._backfill_unit_keys()
+        # `at` is the window's start: a counter goes once its window is over.
+        await self.guesses.create_index("at", expireAfterSeconds=int(MISS_WINDOW.total_seconds()))
 
     async def _index_due_times(self) -> None:
         """The deadline watcher's indexes: each due time with the lease, so a claim reads only
@@ -385,6 +410,18 @@ class ApplicationStore:
                 await self.apps.update_one({"_id": doc["_id"]}, {"$set": derived(from_doc(doc))})
             if len(docs) < _BACKFILL_BATCH:
                 return
+
+    async def _backfill_unit_keys(self) -> None:
+        """Records assigned to a sub-unit before units scoped staff get the unit's key (one pass:
+        a record rewritten meanwhile has it already)."""
+        found = self.apps.find(
+            {"unit": {"$ne": None}, "unit_key": {"$exists": False}}, {"unit": 1, "version": 1}
+        )
+        async for doc in found:
+            await self.apps.update_one(
+                {"_id": doc["_id"], "version": doc.get("version", 0)},
+                {"$set": {"unit_key": unit_key(doc.get("unit"))}},
+            )
 
     async def get(self, application_id: str) -> Application | None:
         doc = await self.apps.find_one({"_id": application_id})
@@ -495,10 +532,39 @@ class ApplicationStore:
         )
         return from_doc(doc) if doc else None
 
-    async def recent_misses(self, number_key: str, now: datetime) -> int:
-        return await self.misses.count_documents(
-            {"number_key": number_key, "at": {"$gt": now - MISS_WINDOW}}
-        )
+    async def reserve_guess(self, number_key: str, now: datetime) -> Guess:
+        """Take a place for one guess of the number's phone digits in the current window,
+        before the guess is checked: each step is one atomic write, so parallel guesses each
+        get a place of their own and no more than the lock allows are ever checked. A window
+        starts with the first guess after the last one ended and lasts MISS_WINDOW."""
+        stamp = _stamp(now)
+        since = stamp - MISS_WINDOW.total_seconds()
+        for _ in range(_GUESS_RETRIES):
+            doc = await self.guesses.find_one_and_update(
+                {"_id": number_key, "start": {"$gt": since}},
+                {"$inc": {"count": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return Guess(int(doc["count"]), float(doc["start"]))
+            # No window, or an ended one: start a new one (unless a parallel guess just did).
+            fresh = {"start": stamp, "count": 1, "at": now}
+            ended = await self.guesses.find_one_and_replace(
+                {"_id": number_key, "start": {"$lte": since}}, fresh
+            )
+            if ended is not None:
+                return Guess(1, stamp)
+            try:
+                await self.guesses.insert_one({"_id": number_key, **fresh})
+                return Guess(1, stamp)
+            except DuplicateKeyError:
+                continue
+        return Guess(_SATURATED, stamp)
 
-    async def record_miss(self, number_key: str, now: datetime) -> None:
-        await self.misses.insert_one({"number_key": number_key, "at": now})
+    async def release_guess(self, number_key: str, guess: Guess) -> None:
+        """A right guess gives its place back: a citizen who looks up their own application
+        never locks it."""
+        await self.guesses.update_one(
+            {"_id": number_key, "start": guess.window, "count": {"$gt": 0}},
+            {"$inc": {"count": -1}},
+        )

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 from enum import StrEnum
 
 from services.common.auth import Role
-from services.common.events import ApplicationType, Outcome
+from services.common.events import SHIELDED_TYPES, ApplicationType, Outcome
 from services.common.turkish import turkish_lower
 
 
@@ -100,6 +100,7 @@ class Action(StrEnum):
     forward = "forward"
     split_up = "split"
     approve = "approve"  # approve or send back an answer
+    unmask = "unmask"  # reveal a shielded applicant to the institution, with a reason
 
 
 # The institution's own acts on its own applications; an admin may stand in for it.
@@ -116,11 +117,11 @@ INSTITUTION_ACTIONS: frozenset[Action] = frozenset(
 )
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.institution: INSTITUTION_ACTIONS | {Action.view},
-    # Açık Kapı's supervisors read every institution's list and approve answers; they do not
-    # act in an institution's name.
-    Role.supervisor: frozenset({Action.view, Action.approve}),
+    # Açık Kapı's supervisors read the lists of their province's institutions, approve
+    # answers and unmask shielded applicants; they do not act in an institution's name.
+    Role.supervisor: frozenset({Action.view, Action.approve, Action.unmask}),
     Role.admin: frozenset(Action),
-    Role.officer: frozenset(),
+    # Every other role (officers, governors, auditors, citizens) has no business in the inbox.
 }
 
 
@@ -134,14 +135,41 @@ def may(
     province_code: int | None = None,
 ) -> bool:
     """Whether a principal with `role` (of `own_institution` / `own_province`, as the token
-    says) may do `action` on an application held by `institution_code` in `province_code`."""
-    if action not in ROLE_ACTIONS[role]:
+    says) may do `action` on an application held by `institution_code` in `province_code`
+    (None: not known yet). A supervisor's token must name their province."""
+    if action not in ROLE_ACTIONS.get(role, frozenset()):
         return False
     if role is Role.institution:
         return own_institution is not None and own_institution == institution_code
-    if role is Role.supervisor and own_province is not None and province_code is not None:
-        return own_province == province_code
+    if role is Role.supervisor:
+        return own_province is not None and province_code in (None, own_province)
     return True
+
+
+def unit_key(unit: str | None) -> str | None:
+    """A sub-unit's name as assignments and tokens are compared (case and Turkish letters
+    folded: "Su Arıza Birimi" and "SU ARIZA BİRİMİ" are one unit)."""
+    return search_key(unit) if unit else None
+
+
+def in_unit(own_unit: str | None, assigned_unit: str | None) -> bool:
+    """Whether staff of `own_unit` (None: the whole institution) may see an application the
+    institution assigned to `assigned_unit`. A sub-unit's staff see only what was assigned
+    (havale) to their unit; the institution's central desk sees and assigns everything."""
+    return own_unit is None or unit_key(own_unit) == unit_key(assigned_unit)
+
+
+# --- the complainant shield (lekelenmeme hakkı) ------------------------------------------------
+
+SHIELD_NOTICE = "Şikâyetçinin kimliği, lekelenmeme hakkı gereği gizlenmiştir."
+
+
+def identity_shielded(
+    application_type: ApplicationType | None, consent: bool, unmaskings: Sized
+) -> bool:
+    """Whether the institution must not see who applied: a şikâyet or an ihbar whose applicant
+    did not consent and whom no supervisor unmasked."""
+    return application_type in SHIELDED_TYPES and not consent and len(unmaskings) == 0
 
 
 # Which institution acts each stage allows (the inbox offers only these).

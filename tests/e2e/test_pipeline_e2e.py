@@ -140,7 +140,10 @@ async def test_one_application_from_intake_to_report(service_urls, e2e_settings:
         assert assignment["application_number"] == number
         assert assignment["subject"] == body["subject"]
         assert body["applicant"]["tckn"] not in json.dumps(assignment)
-        assert assignment["applicant"]["tckn_masked"].count("*") == 7
+        # A şikayet without the applicant's consent: the institution is not told who sent it.
+        assert assignment["applicant"] is None and assignment["identity_shielded"] is True
+        for trace in ("Yıldırım", phone[-10:]):
+            assert trace not in json.dumps(assignment, ensure_ascii=False)
 
         # The receipt SMS reached the fake SMSC through Kannel.
         data_dir = Path(os.environ["AK_DATA_DIR"])

@@ -23,7 +23,7 @@ import pytest
 from services.common import topics
 from services.common.application_number import MAX_SEQUENCE, format_number
 from services.common.auth import Role
-from services.common.events import ApplicantContact, ApplicationReceived
+from services.common.events import ApplicantContact, ApplicationReceived, NotificationRequest
 from services.common.settings import Settings
 from services.routing.app import build_app as build_routing
 from services.routing.lifecycle import RoutingFile
@@ -288,7 +288,8 @@ async def test_asking_the_citizen_sends_an_sms_and_the_reply_resumes_the_applica
         lambda b: b.get("idempotency_key") == f"{case.application_id}:information:1:sms",
         WAIT,
     )
-    assert sms["to"] == case.phone and sms["template"] == "information_requested"
+    assert NotificationRequest.model_validate(sms).to == case.phone  # sealed on the wire
+    assert sms["template"] == "information_requested"
     assert sms["params"]["application_number"] == case.number
     again = await act(stack, case, "information-request", {"question": "Başka bir soru daha var."})
     assert again.status_code == 409
@@ -362,7 +363,8 @@ async def test_an_answer_that_needs_approval_reaches_the_citizen_only_once_appro
     print(f"\napprove → answer SMS request: {(time.monotonic() - started) * 1000:.0f} ms")
     _, public = await stack.tap.wait_for(topics.RESPONSES, about(case), WAIT)
     assert public["approved_by"] == "test-supervisor" and public["text"] == answer
-    assert sms["to"] == case.phone and sms["params"]["outcome_label"] == "olumlu"
+    assert NotificationRequest.model_validate(sms).to == case.phone  # sealed on the wire
+    assert sms["params"]["outcome_label"] == "olumlu"
     await stack.tap.wait_for(topics.STATUS, about(case, status="answered"), WAIT)
     citizen = await track(stack, case)
     assert (citizen["status"], citizen["outcome"], citizen["answer"]) == (

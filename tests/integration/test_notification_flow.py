@@ -239,7 +239,7 @@ async def test_unknown_template_goes_to_the_dead_letter_topic(service: ServiceUn
 
 async def test_callbacks_and_state_are_guarded(service: ServiceUnderTest):
     key = "no-such-notification:received:sms"
-    secret = domain.dlr_secret(service.settings.jwt_secret)
+    secret = domain.dlr_secret(service.settings.sms_dlr_secret or service.settings.jwt_secret)
     dlr = "/api/v1/sms/dlr"
     unsigned = await service.http.get(dlr, params={"key": key, "status": 1})
     assert unsigned.status_code == 403

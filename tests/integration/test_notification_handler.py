@@ -17,7 +17,7 @@ import pytest
 from services.common import topics
 from services.common.events import DeadLetter, NotificationRequest, NotificationResult
 from services.common.messaging import Outgoing, PartialFailure, PermanentError
-from services.common.mongo import Client, make_client, service_database
+from services.common.mongo import Client, service_database
 from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.common.turkish_time import ISTANBUL
@@ -148,13 +148,6 @@ class Harness:
         message = await self.store.get(key)
         assert message is not None, key
         return message
-
-
-@pytest.fixture(scope="module")
-async def mongo(settings: Settings) -> AsyncIterator[Client]:
-    client = make_client(settings)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

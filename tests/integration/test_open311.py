@@ -233,7 +233,8 @@ async def test_bad_fields_are_400_named_as_the_client_sent_them(open311: Open311
         json=request_form(),
         headers={"Content-Type": "application/json"},
     )
-    assert json_body.status_code == 400
+    assert json_body.status_code == 415
+    assert json_body.json()[0]["code"] == 415
 
 
 async def test_a_repeated_idempotency_key_registers_once(open311: Open311) -> None:

@@ -22,7 +22,7 @@ from services.common.events import (
     Channel,
     Location,
 )
-from services.common.mongo import Client, make_client, service_database
+from services.common.mongo import Client, service_database
 from services.common.settings import Settings
 from services.reporting.chronic import ChronicRules, citizen_key, find_chronic
 from services.reporting.chronic_store import ChronicProblems, ChronicTexts
@@ -34,13 +34,6 @@ pytestmark = pytest.mark.integration
 class Stores:
     texts: ChronicTexts
     problems: ChronicProblems
-
-
-@pytest.fixture(scope="module")
-async def mongo(settings: Settings) -> AsyncIterator[Client]:
-    client = make_client(settings)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

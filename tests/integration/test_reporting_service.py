@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
@@ -372,9 +373,12 @@ async def test_exports_and_chronic_problems_through_the_api(
     # The dashboard's session cookie opens the exports too; nothing opens them without one.
     assert (await reporting.get("/api/v1/reports/export.xlsx", params=params)).status_code == 401
     token = staff["Authorization"].removeprefix("Bearer ")
+    form = await reporting.get("/giris")  # sets the login nonce its CSRF token is bound to
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text)
+    assert csrf is not None, form.text
     login = await reporting.post(
         "/giris",
-        data={"token": token, "next": "/pano"},
+        data={"token": token, "next": "/pano", "csrf": csrf.group(1)},
         headers={"Origin": "http://reporting"},
     )
     assert login.status_code == 303, login.text

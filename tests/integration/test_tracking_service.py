@@ -346,7 +346,7 @@ async def test_an_escorted_applicant_heads_the_institutions_list_on_every_page(s
         received_at = start + timedelta(days=7 * n)
         await registered(service, case, received_at=received_at, priority=priority)
     url = f"/api/v1/institutions/{institution}/applications"
-    supervisor = service.token(Role.supervisor)
+    supervisor = service.token(Role.institution, institution)  # (reading opens nothing)
 
     async def all_three() -> list[dict] | None:
         reply = await service.http.get(url, headers=supervisor)
@@ -369,11 +369,11 @@ async def test_an_escorted_applicant_heads_the_institutions_list_on_every_page(s
 
 
 async def _listed_as_routed(svc: ServiceUnderTest, case: Case) -> bool:
-    """Asked as a supervisor (which opens nothing), not on the status page: a look-up there
-    before the record exists would count as a miss towards the lock."""
+    """Asked as the institution (reading opens nothing), not on the status page: a look-up
+    there before the record exists would count as a guess towards the lock."""
     reply = await svc.http.get(
         f"/api/v1/institutions/{case.institution}/applications",
-        headers=svc.token(Role.supervisor),
+        headers=svc.token(Role.institution, case.institution),
     )
     items = reply.json().get("items", []) if reply.status_code == 200 else []
     return any(

@@ -185,6 +185,16 @@ class Sent:
         return [CalendarPublished.model_validate_json(m.value) for m in self.messages]
 
 
+class RecordedAudit:
+    """The audit log's `record`, kept in a list (services.common.audit is tested on its own)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    async def record(self, **entry: Any) -> None:
+        self.records.append(entry)
+
+
 class World:
     """One tracking process: its store, its live calendar, its keeper and its use cases."""
 
@@ -194,6 +204,7 @@ class World:
         self.live = LiveCalendar(Settings(), "tracking")
         self.keeper = CalendarKeeper(self.store, self.live, self.sent)
         self.admin = CalendarAdmin(self.store, self.keeper, clock=lambda: NOW)
+        self.audit = RecordedAudit()
 
     def topic_says(self, event: CalendarPublished | None) -> None:
         """What this process has read on acikkapi.calendar (None: a tombstone)."""
@@ -410,6 +421,7 @@ async def http(world: World) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(build_calendar_router(world.admin))
+    app.state.audit = world.audit
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tracking") as client:
         yield client
@@ -471,7 +483,9 @@ class TestHttp:
         assert response.status_code == 422
         assert response.json()["errors"][0]["message"] == "Tarih YYYY-AA-GG biçiminde olmalıdır."
 
-    async def test_an_addition_then_a_stale_one_then_a_removal(self, http: httpx.AsyncClient):
+    async def test_an_addition_then_a_stale_one_then_a_removal(
+        self, http: httpx.AsyncClient, world: World
+    ):
         added = await http.post(
             ADD, json={"date": "2026-12-07", "reason": REASON, "kind": "kopru"}, headers=admin_on(0)
         )
@@ -496,6 +510,14 @@ class TestHttp:
         )
         assert removed.status_code == 200, removed.text
         assert removed.json()["version"] == 2 and removed.json()["leave_days"] == []
+        # Each change (and only a change) is audited, with who and why.
+        audited = [
+            (r["action"], r["detail"]["operation"], r["reason"]) for r in world.audit.records
+        ]
+        assert audited == [
+            ("change", "leave_day_add", REASON),
+            ("change", "leave_day_remove", "Genelge geri alındı"),
+        ]
 
         missing = await http.delete(
             f"{ADD}/2026-12-07",

@@ -128,7 +128,8 @@ async def test_a_page_is_turkish_and_loads_only_from_intake(http: httpx.AsyncCli
         assert len(asset.content) > 500, url
     # No inline script may run: the policy allows scripts from intake only.
     policy = response.headers["content-security-policy"]
-    assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
     scripts = page.all("script")
     assert [a for a in scripts if a.get("src", "").startswith("/static/")]
     assert all(

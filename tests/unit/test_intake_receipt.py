@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,6 +128,16 @@ class Applications:
         return self._apps.get(application_id)
 
 
+class Audit:
+    """The audit log as the routes use it (services/common/audit.AuditLog.record)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    async def record(self, **entry: Any) -> None:
+        self.records.append(entry)
+
+
 @pytest.fixture(scope="module")
 def settings() -> Settings:
     return Settings(public_tracking_url=TRACKING)
@@ -137,6 +148,7 @@ def app(settings: Settings) -> FastAPI:
     app = build_app(settings)
     app.state.runtime.started.set()  # no lifespan: nothing here needs Kafka or MongoDB
     app.state.intake = Applications(application())
+    app.state.audit = Audit()
     return app
 
 
@@ -148,7 +160,7 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_an_officer_of_the_province_prints_the_receipt(
-    http: httpx.AsyncClient, settings: Settings, tmp_path: Path
+    http: httpx.AsyncClient, settings: Settings, tmp_path: Path, app: FastAPI
 ):
     response = await http.get(
         "/api/v1/applications/app-1/receipt.pdf",
@@ -160,6 +172,10 @@ async def test_an_officer_of_the_province_prints_the_receipt(
     assert response.headers["cache-control"] == "no-store"
     assert 'filename="makbuz-20-2026-0000123-4.pdf"' in response.headers["content-disposition"]
     assert "20-2026-0000123-4" in pdf_text(response.content, tmp_path)
+    # The name and the masked TC Kimlik No were shown: the reading is in the audit log.
+    audit = app.state.audit
+    assert audit.records[-1]["action"] == "read_personal"
+    assert audit.records[-1]["application_id"] == "app-1"
 
 
 async def test_only_the_provinces_officers_and_supervisors_may_print_it(

@@ -245,6 +245,21 @@ def logged_in(client: TestClient, value: str) -> TestClient:
 
 
 SAME_ORIGIN = {"Origin": "http://pano.test"}
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+
+def login_csrf(client: TestClient) -> dict[str, str]:
+    """The login form's CSRF field, as a browser gets it: the page sets the nonce cookie."""
+    found = CSRF.search(client.get("/giris").text)
+    assert found is not None
+    return {"csrf": found.group(1)}
+
+
+def logout_csrf(client: TestClient) -> dict[str, str]:
+    """The logout form's CSRF field on a page of the logged-in session."""
+    found = CSRF.search(client.get("/pano").text)
+    assert found is not None
+    return {"csrf": found.group(1)}
 
 
 # --- the login ---------------------------------------------------------------------------------
@@ -266,7 +281,9 @@ def test_a_good_token_sets_a_strict_http_only_cookie_for_its_remaining_life(
         SETTINGS, subject="ayse", role=Role.supervisor, province=20, ttl=timedelta(hours=2)
     )
     answer = client.post(
-        "/giris", data={"token": value, "next": "/pano?district=Pamukkale"}, headers=SAME_ORIGIN
+        "/giris",
+        data={**login_csrf(client), "token": value, "next": "/pano?district=Pamukkale"},
+        headers=SAME_ORIGIN,
     )
     assert answer.status_code == 303
     assert answer.headers["location"] == "/pano?district=Pamukkale"
@@ -286,7 +303,11 @@ def test_the_cookie_is_secure_when_the_setting_says_so(source: FakeSource) -> No
     app.state.runtime = SimpleNamespace(settings=settings)
     app.include_router(build_pages(source, settings))
     client = TestClient(app, base_url="https://pano.test", follow_redirects=False)
-    answer = client.post("/giris", data={"token": token()}, headers={"Origin": "https://pano.test"})
+    answer = client.post(
+        "/giris",
+        data={**login_csrf(client), "token": token()},
+        headers={"Origin": "https://pano.test"},
+    )
     assert answer.status_code == 303 and answer.headers["location"] == "/pano"
     assert "Secure" in answer.headers["set-cookie"]
 
@@ -297,7 +318,9 @@ def test_the_cookie_is_secure_when_the_setting_says_so(source: FakeSource) -> No
     ids=["garbage", "expired"],
 )
 def test_a_bad_token_is_refused_in_turkish_without_a_cookie(client: TestClient, value: str) -> None:
-    answer = client.post("/giris", data={"token": value, "next": "/pano"}, headers=SAME_ORIGIN)
+    answer = client.post(
+        "/giris", data={**login_csrf(client), "token": value, "next": "/pano"}, headers=SAME_ORIGIN
+    )
     assert answer.status_code == 401
     assert "Oturum anahtarı geçersiz ya da süresi dolmuş" in answer.text
     assert "set-cookie" not in answer.headers
@@ -307,7 +330,12 @@ def test_a_bad_token_is_refused_in_turkish_without_a_cookie(client: TestClient, 
 def test_a_token_signed_with_another_secret_is_refused(client: TestClient) -> None:
     other = Settings(jwt_secret="baska-bir-gizli-anahtar-en-az-32-bayt-uzun!")
     value = issue_token(other, subject="x", role=Role.admin)
-    assert client.post("/giris", data={"token": value}, headers=SAME_ORIGIN).status_code == 401
+    assert (
+        client.post(
+            "/giris", data={**login_csrf(client), "token": value}, headers=SAME_ORIGIN
+        ).status_code
+        == 401
+    )
 
 
 @pytest.mark.parametrize(
@@ -323,7 +351,9 @@ def test_a_token_signed_with_another_secret_is_refused(client: TestClient) -> No
     ],
 )
 def test_the_login_never_sends_a_browser_to_another_host(client: TestClient, target: str) -> None:
-    answer = client.post("/giris", data={"token": token(), "next": target}, headers=SAME_ORIGIN)
+    answer = client.post(
+        "/giris", data={**login_csrf(client), "token": token(), "next": target}, headers=SAME_ORIGIN
+    )
     assert answer.status_code == 303
     assert answer.headers["location"] == "/pano"
     assert safe_next(target) == "/pano"
@@ -337,7 +367,7 @@ def test_the_login_never_sends_a_browser_to_another_host(client: TestClient, tar
 def test_a_login_posted_from_another_site_is_refused(
     client: TestClient, headers: dict[str, str]
 ) -> None:
-    answer = client.post("/giris", data={"token": token()}, headers=headers)
+    answer = client.post("/giris", data={**login_csrf(client), "token": token()}, headers=headers)
     assert answer.status_code == 403
     assert "başka bir siteden" in answer.text
     assert "set-cookie" not in answer.headers
@@ -345,17 +375,79 @@ def test_a_login_posted_from_another_site_is_refused(
 
 def test_a_login_posted_from_this_site_by_referer_is_taken(client: TestClient) -> None:
     headers = {"Referer": "http://pano.test/giris?next=/pano"}
-    assert client.post("/giris", data={"token": token()}, headers=headers).status_code == 303
+    assert (
+        client.post(
+            "/giris", data={**login_csrf(client), "token": token()}, headers=headers
+        ).status_code
+        == 303
+    )
 
 
 def test_logout_clears_the_cookie(client: TestClient) -> None:
-    client.post("/giris", data={"token": token()}, headers=SAME_ORIGIN)
+    client.post("/giris", data={**login_csrf(client), "token": token()}, headers=SAME_ORIGIN)
     assert client.get("/pano").status_code == 200
-    answer = client.post("/cikis", headers=SAME_ORIGIN)
+    answer = client.post("/cikis", data=logout_csrf(client), headers=SAME_ORIGIN)
     assert answer.status_code == 303 and answer.headers["location"] == "/giris"
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f'{COOKIE}="";') and "Max-Age=0" in cookie
     assert client.get("/pano").status_code == 303
+
+
+def test_a_login_without_the_forms_csrf_token_is_refused(client: TestClient) -> None:
+    # No token, a made-up one, and one bound to another browser's login nonce.
+    other = TestClient(client.app, base_url="http://pano.test", follow_redirects=False)
+    for extra in ({}, {"csrf": "0" * 64}, login_csrf(other)):
+        client.get("/giris")  # this browser has its own nonce
+        answer = client.post("/giris", data={"token": token(), **extra}, headers=SAME_ORIGIN)
+        assert answer.status_code == 403, extra
+        assert "güvenlik anahtarı eksik ya da geçersiz" in answer.text
+        assert COOKIE not in answer.headers.get("set-cookie", "")
+    # Without the nonce cookie the token alone is not enough either.
+    stolen = login_csrf(client)
+    client.cookies.clear()
+    answer = client.post("/giris", data={"token": token(), **stolen}, headers=SAME_ORIGIN)
+    assert answer.status_code == 403
+
+
+def test_a_logout_without_the_sessions_csrf_token_is_refused(client: TestClient) -> None:
+    client.post("/giris", data={**login_csrf(client), "token": token()}, headers=SAME_ORIGIN)
+    for extra in ({}, {"csrf": "0" * 64}):
+        answer = client.post("/cikis", data=extra, headers=SAME_ORIGIN)
+        assert answer.status_code == 403
+        assert "güvenlik anahtarı eksik ya da geçersiz" in answer.text
+        assert client.get("/pano").status_code == 200  # still logged in
+    # A token of another session does not end this one.
+    other = TestClient(client.app, base_url="http://pano.test", follow_redirects=False)
+    other.post(
+        "/giris", data={**login_csrf(other), "token": token(Role.admin)}, headers=SAME_ORIGIN
+    )
+    answer = client.post("/cikis", data=logout_csrf(other), headers=SAME_ORIGIN)
+    assert answer.status_code == 403
+
+
+def test_citizen_html_on_the_chronic_page_is_shown_as_text(source: FakeSource) -> None:
+    """The chronic page quotes citizens' texts and their words: HTML in them stays text."""
+    payload = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
+    hostile = {
+        **PROBLEM,
+        "examples": [f"Kanalizasyon taşıyor {payload}"],
+        "keywords": [payload],
+        "neighbourhood": f"Sümer {payload}",
+    }
+
+    class Hostile(FakeSource):
+        async def chronic(self, scope: Scope) -> list[dict[str, Any]]:
+            return [hostile]
+
+    app = FastAPI()
+    app.state.runtime = SimpleNamespace(settings=SETTINGS)
+    app.include_router(build_pages(Hostile(), SETTINGS))
+    browser = logged_in(TestClient(app, base_url="http://pano.test"), token())
+    page = browser.get("/pano/kronik")
+    assert page.status_code == 200
+    assert "<script>window" not in page.text and "<img src=x" not in page.text
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page.text
+    assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in page.text
 
 
 # --- the dashboard -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from services.common.events import (
     ApplicationReceived,
     ApplicationType,
     Channel,
+    InstitutionContact,
     Status,
     StatusChanged,
 )
@@ -117,6 +119,7 @@ class Bus:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
         self.sent: list[tuple[str, Any, str | None]] = []
+        self.written: list[Written] = []
         self.fail = False
 
     async def __call__(self, written: Iterable[Written | None]) -> None:
@@ -125,6 +128,7 @@ class Bus:
             raise ConnectionError("broker went away")
         for w in batch:
             self.sent.extend((m.topic, m.event, m.key) for m in w.messages)
+            self.written.append(w)
             self.store.outboxes[w.document_id] = []
 
     def on(self, topic: str) -> list[Any]:  # the events, each of its own model
@@ -151,7 +155,7 @@ def received(category: str | None = "ALT-001", district: str = "Merkezefendi", *
         application_id=extra.pop("application_id", str(uuid.uuid4())),
         application_number="20-2026-0000123-4",
         channel=Channel.web,
-        application_type=ApplicationType.sikayet,
+        application_type=extra.pop("application_type", ApplicationType.sikayet),
         category_code=category,
         province_code=extra.pop("province_code", 20),
         district=district,
@@ -191,7 +195,8 @@ class TestArrival:
             "category_name": "İçme suyu kesintisi",
             "heading_name": "Altyapı ve Su",
         }
-        assert assignment.applicant == event.applicant
+        # A şikayet without the applicant's consent: the institution does not see who sent it.
+        assert assignment.applicant is None and assignment.identity_shielded
         assert assignment.deadline_at == deadline and assignment.category_code == "ALT-001"
         assert email.to == "deski@acikkapi.local"
         assert email.template == "institution_assignment"
@@ -265,11 +270,72 @@ class TestArrival:
             await routing.applications_received([event])
 
 
+class TestComplainantShield:
+    """What the institution's topic says of the applicant, by type and consent."""
+
+    @pytest.mark.parametrize(
+        ("kind", "consent", "shown"),
+        [
+            (ApplicationType.sikayet, False, False),
+            (ApplicationType.ihbar, False, False),
+            (ApplicationType.sikayet, True, True),
+            (ApplicationType.ihbar, True, True),
+            (ApplicationType.istek, False, True),
+            (ApplicationType.bilgi_edinme, False, True),
+        ],
+    )
+    async def test_the_applicant_reaches_the_institution_only_when_allowed(
+        self, routing: Routing, bus: Bus, kind: ApplicationType, consent: bool, shown: bool
+    ):
+        event = received(application_type=kind, identity_consent=consent)
+        await routing.applications_received([event])
+        (assignment,) = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
+        assert assignment.identity_shielded is not shown
+        if shown:
+            assert assignment.applicant == InstitutionContact(
+                tckn_masked="12*******90", first_name="Ayşe", last_name="Yıldırım", phone=PHONE
+            )
+        else:
+            assert assignment.applicant is None
+
+    async def test_the_institution_reads_the_applicant_in_clear_without_the_key(
+        self, routing: Routing, bus: Bus
+    ):
+        event = received(identity_consent=True)
+        await routing.applications_received([event])
+        (message,) = [m for m in _outgoing(bus) if m.topic.startswith(topics.INSTITUTION_PREFIX)]
+        body = json.loads(message.value)
+        assert body["applicant"]["first_name"] == "Ayşe" and body["applicant"]["phone"] == PHONE
+
+    async def test_a_shielded_assignment_carries_no_trace_of_the_applicant(
+        self, routing: Routing, bus: Bus
+    ):
+        await routing.applications_received([received()])
+        (message,) = [m for m in _outgoing(bus) if m.topic.startswith(topics.INSTITUTION_PREFIX)]
+        for trace in (b"Ay\\u015fe", "Ayşe".encode(), b"Y\\u0131ld", b"5321234567", b"12*"):
+            assert trace not in message.value
+        assert json.loads(message.value)["identity_shielded"] is True
+
+    async def test_the_consent_is_kept_for_a_later_routing(
+        self, routing: Routing, store: FakeStore, bus: Bus
+    ):
+        event = received(category=None, identity_consent=True)
+        await routing.applications_received([event])
+        assert store.files[event.application_id].application.identity_consent
+        await routing.route_by_officer(event.application_id, "ALT-001", officer)
+        (assignment,) = bus.on(f"{topics.INSTITUTION_PREFIX}DESKI")
+        assert assignment.applicant is not None and not assignment.identity_shielded
+
+
+def _outgoing(bus: Bus) -> list[Outgoing]:
+    return [m for outbox in bus.written for m in outbox.messages]
+
+
 class TestOfficer:
     async def test_routes_a_waiting_application_like_the_automatic_path(
         self, routing: Routing, bus: Bus
     ):
-        event = received(category=None, district="Pamukkale")
+        event = received(category=None, district="Pamukkale", identity_consent=True)
         await routing.applications_received([event])
         record = await routing.route_by_officer(event.application_id, "NUF-012", officer)
         assert record.institution_code == "PAMUKKALE-KYM"

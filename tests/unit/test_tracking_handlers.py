@@ -30,7 +30,7 @@ from services.common.pii import PiiCipher
 from services.common.settings import Settings
 from services.tracking import domain
 from services.tracking.handlers import MAX_MISSES, NotFound, TooManyAttempts, Tracking
-from services.tracking.store import MISS_WINDOW, DueField, InstitutionPage, Saved, Write
+from services.tracking.store import MISS_WINDOW, DueField, Guess, InstitutionPage, Saved, Write
 
 APP = "app-42"
 NUMBER = "20-2026-0000042-7"
@@ -46,7 +46,8 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.apps: dict[str, domain.Application] = {}
-        self.misses: list[tuple[str, datetime]] = []
+        # Per number: its guess window's start and the places taken in it.
+        self.guesses: dict[str, Guess] = {}
         self.writes = 0
 
     async def get(self, application_id: str) -> domain.Application | None:
@@ -112,11 +113,18 @@ class FakeStore:
     async def count_for_institution(self, page: InstitutionPage) -> int:
         return len(self._matching(page))
 
-    async def recent_misses(self, number_key: str, now: datetime) -> int:
-        return sum(1 for k, at in self.misses if k == number_key and at > now - MISS_WINDOW)
+    async def reserve_guess(self, number_key: str, now: datetime) -> Guess:
+        window = self.guesses.get(number_key)
+        stamp = now.timestamp()
+        if window is None or window.window <= stamp - MISS_WINDOW.total_seconds():
+            window = Guess(0, stamp)
+        self.guesses[number_key] = Guess(window.count + 1, window.window)
+        return self.guesses[number_key]
 
-    async def record_miss(self, number_key: str, now: datetime) -> None:
-        self.misses.append((number_key, now))
+    async def release_guess(self, number_key: str, guess: Guess) -> None:
+        window = self.guesses.get(number_key)
+        if window is not None and window.window == guess.window and window.count > 0:
+            self.guesses[number_key] = Guess(window.count - 1, window.window)
 
 
 class Bus:
@@ -290,6 +298,34 @@ async def test_the_look_up_needs_the_right_digits_and_locks_after_repeated_misse
     # The lock wears off.
     later = T0 + MISS_WINDOW + timedelta(seconds=1)
     assert (await tracking.track(NUMBER_KEY, "4567", later)).application_id == APP
+
+
+async def test_right_guesses_give_their_place_back_so_a_citizen_never_locks_their_own(world):
+    tracking, _, _ = world
+    await tracking.on_received_batch([received()])
+    for _ in range(3 * MAX_MISSES):
+        assert (await tracking.track(NUMBER_KEY, "4567", T0)).application_id == APP
+    for _ in range(MAX_MISSES):
+        with pytest.raises(NotFound):
+            await tracking.track(NUMBER_KEY, "0000", T0)
+    with pytest.raises(TooManyAttempts):
+        await tracking.track(NUMBER_KEY, "4567", T0)
+
+
+async def test_the_applicants_identity_is_kept_sealed_with_the_consent(world):
+    tracking, store, _ = world
+    consented = received().model_copy(
+        update={"application_type": ApplicationType.sikayet, "identity_consent": True}
+    )
+    await tracking.on_received_batch([consented])
+    app = store.apps[APP]
+    assert app.identity_consent is True and app.identity_enc is not None
+    assert "Mehmet" not in app.identity_enc and "Demir" not in app.identity_enc
+    identity = tracking.identity_of(app)
+    assert identity is not None
+    assert (identity.first_name, identity.last_name) == ("Mehmet", "Demir")
+    assert (identity.tckn_masked, identity.phone, identity.email) == ("12*******90", PHONE, None)
+    assert tracking.identity_of(replace(app, identity_enc=None)) is None
 
 
 async def test_unknown_numbers_lock_the_same_way_so_nothing_tells_them_apart(world):

@@ -27,11 +27,14 @@ from services.tracking.workflow import (
     Stage,
     Step,
     available_actions,
+    identity_shielded,
+    in_unit,
     may,
     overall_outcome,
     part_id,
     part_number,
     search_key,
+    unit_key,
 )
 
 APP = "app-7"
@@ -88,18 +91,82 @@ def test_an_institution_acts_only_on_its_own_applications():
     assert not may(Role.institution, Action.approve, own_institution=BLD, institution_code=BLD)
 
 
-def test_a_supervisor_reads_every_list_and_approves_in_its_own_province_but_never_answers():
-    assert may(Role.supervisor, Action.view, institution_code=BLD)
+def test_a_supervisor_reads_and_approves_only_in_its_own_province_and_never_answers():
+    assert may(Role.supervisor, Action.view, own_province=20, institution_code=BLD)
+    assert may(Role.supervisor, Action.view, own_province=20, province_code=20)
+    assert not may(Role.supervisor, Action.view, own_province=35, province_code=20)
     assert may(Role.supervisor, Action.approve, own_province=20, province_code=20)
+    assert may(Role.supervisor, Action.unmask, own_province=20, province_code=20)
     assert not may(Role.supervisor, Action.approve, own_province=35, province_code=20)
-    assert may(Role.supervisor, Action.approve, own_province=None, province_code=20)
+    # A supervisor's token must name the province.
+    assert not may(Role.supervisor, Action.view, own_province=None, province_code=20)
+    assert not may(Role.supervisor, Action.approve, own_province=None, province_code=20)
     for action in (Action.open, Action.answer, Action.return_, Action.forward, Action.split_up):
-        assert not may(Role.supervisor, action, institution_code=BLD)
+        assert not may(Role.supervisor, action, own_province=20, institution_code=BLD)
+
+
+def test_no_other_role_has_a_part_in_the_inbox():
+    others = (
+        Role.citizen,
+        Role.counter_officer,
+        Role.routing_officer,
+        Role.governor,
+        Role.auditor,
+    )
+    for role in others:
+        assert not any(
+            may(role, a, own_institution=BLD, institution_code=BLD, own_province=20) for a in Action
+        )
+    assert not may(Role.institution, Action.unmask, own_institution=BLD, institution_code=BLD)
+
+
+def test_a_units_staff_see_only_what_was_assigned_to_their_unit():
+    assert in_unit(None, None) and in_unit(None, "Su Arıza Birimi")
+    assert in_unit("Su Arıza Birimi", "SU ARIZA BİRİMİ")
+    assert not in_unit("Su Arıza Birimi", None)
+    assert not in_unit("Su Arıza Birimi", "Kanalizasyon Birimi")
+    assert unit_key(None) is None and unit_key("Çöp Birimi") == "cop birimi"
+
+
+def test_only_a_complaint_or_tip_off_without_consent_or_unmasking_is_shielded():
+    for kind in (ApplicationType.sikayet, ApplicationType.ihbar):
+        assert identity_shielded(kind, False, ())
+        assert not identity_shielded(kind, True, ())
+        assert not identity_shielded(kind, False, ("unmasked",))
+    for other in (ApplicationType.istek, ApplicationType.bilgi_edinme, None):
+        assert not identity_shielded(other, False, ())
 
 
 def test_an_officer_has_no_part_in_the_workflow_and_an_admin_may_stand_in_for_anyone():
     assert not any(may(Role.officer, action, institution_code=BLD) for action in Action)
     assert all(may(Role.admin, action, institution_code=BLD) for action in Action)
+
+
+def test_an_unmasking_is_recorded_once_per_shielded_application_and_moves_nothing_else():
+    complaint = Application(
+        application_id=APP,
+        application_number=NUMBER,
+        status=Status.routed,
+        application_type=ApplicationType.sikayet,
+    )
+    why = "Şikâyet edilen işlemi yapanı kurum ancak başvuru sahibiyle görüşerek bulabilir."
+    decision = apply(complaint, domain.Unmask("denetci.ali", why, T0), "unmasked:1")
+    assert decision.changed and decision.transitions == ()
+    assert decision.state is not None
+    assert decision.state.unmaskings == (domain.Unmasking("denetci.ali", T0, why),)
+    assert decision.state.deadline_changes == () and decision.state.timeline == ()
+    with pytest.raises(domain.NotShielded):
+        apply(decision.state, domain.Unmask("denetci.ali", why, T0), "unmasked:2")
+    consented = Application(
+        application_id=APP,
+        application_number=NUMBER,
+        status=Status.routed,
+        application_type=ApplicationType.ihbar,
+        identity_consent=True,
+    )
+    with pytest.raises(domain.NotShielded):
+        apply(consented, domain.Unmask("denetci.ali", why, T0), "unmasked:1")
+    assert apply(None, domain.Unmask("denetci.ali", why, T0), "unmasked:1").state is None
 
 
 def test_each_stage_offers_only_the_acts_it_allows():

@@ -2,8 +2,8 @@
 // register the application (channel "web"). The code and the confirmation token live only in
 // this page's memory, never in the browser's storage or a cookie.
 import {
-  Attachments, FormView, Pickers, Position, applicationBody, callApi, coolDown, enableScripted,
-  nationalMobile, newKey, RULES,
+  Attachments, FormView, IdentityConsent, Pickers, Position, applicationBody, callApi, coolDown,
+  enableScripted, nationalMobile, newKey, RULES,
 } from "./forms.js";
 
 const form = document.getElementById("basvuru-formu");
@@ -14,6 +14,7 @@ const view = new FormView(form, {
 const pickers = new Pickers(form);
 const position = new Position(form);
 const attachments = new Attachments(form);
+new IdentityConsent(form);
 const sendCode = document.getElementById("kod-gonder");
 const codeStatus = document.getElementById("kod-durum");
 const submit = document.getElementById("gonder");

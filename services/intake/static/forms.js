@@ -588,6 +588,31 @@ export class Attachments {
   }
 }
 
+// --- the identity consent of şikâyet and ihbar ---------------------------------------------------
+
+// The types whose applicant the institution sees only with consent (events.SHIELDED_TYPES).
+export const SHIELDED_TYPES = ["sikayet", "ihbar"];
+
+// Shows the consent box for the shielded types only; a box hidden again is unticked, so a
+// consent given for a şikâyet never travels with another type by accident.
+export class IdentityConsent {
+  constructor(form) {
+    this.box = form.querySelector("#kimlik-izni");
+    this.check = form.querySelector("#identity_consent");
+    this.type = form.querySelector("#application_type");
+    if (!this.box || !this.check || !this.type) return;
+    this.type.addEventListener("change", () => this.update());
+    form.addEventListener("reset", () => setTimeout(() => this.update()));
+    this.update();
+  }
+
+  update() {
+    const shown = SHIELDED_TYPES.includes(this.type.value);
+    this.box.hidden = !shown;
+    if (!shown) this.check.checked = false;
+  }
+}
+
 // --- the application's body, as POST /api/v1/applications takes it ----------------------------
 
 export function applicationBody(view, { channel, position, attachments }) {
@@ -612,6 +637,10 @@ export function applicationBody(view, { channel, position, attachments }) {
   };
   const category = value("category_code");
   if (category) body.category_code = category;
+  const consent = view.control("identity_consent");
+  if (consent && SHIELDED_TYPES.includes(body.application_type)) {
+    body.identity_consent = consent.checked;
+  }
   const address = clean(value("location.address"));
   const coordinates = position.coordinates();
   if (coordinates) {

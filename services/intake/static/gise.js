@@ -2,7 +2,8 @@
 // "counter"), scans the petition in, and prints the receipt. The officer's token is kept in
 // this tab's sessionStorage only and sent as `Authorization: Bearer`.
 import {
-  Attachments, FormView, Pickers, Position, applicationBody, callApi, enableScripted, newKey,
+  Attachments, FormView, IdentityConsent, Pickers, Position, applicationBody, callApi,
+  enableScripted, newKey,
 } from "./forms.js";
 
 const TOKEN_KEY = "acikkapi.gise.token";
@@ -21,6 +22,7 @@ const receiptStatus = document.getElementById("makbuz-durum");
 const view = new FormView(form);
 const pickers = new Pickers(form);
 const position = new Position(form);
+new IdentityConsent(form);
 const attachments = new Attachments(form, {
   headers: () => bearer(),
   onRefused: (status) => refused(status),

@@ -280,6 +280,14 @@ function drawDetail(app) {
   fact(facts, "Açan", app.opened_by ? `${app.opened_by}, ${date(app.opened_at)}` : null);
   fact(facts, "Havale", [app.assignee, app.unit].filter(Boolean).join(" · ") || null);
   fact(facts, "Bu bölümün konusu", app.part_note);
+  if (app.applicant) {
+    const who = app.applicant;
+    fact(facts, "Başvuru sahibi", `${who.first_name} ${who.last_name} (T.C. ${who.tckn_masked})`);
+    fact(facts, "Telefon", who.phone);
+    fact(facts, "E-posta", who.email);
+  } else if (app.identity_shielded) {
+    fact(facts, "Başvuru sahibi", app.identity_notice);
+  }
   if (app.outcome) fact(facts, "Sonuç", OUTCOMES[app.outcome]);
   $("metin").textContent = app.text || "—";
   if (app.answer) $("metin").append(text("h4", "Cevap"), text("p", app.answer));
@@ -348,7 +356,12 @@ function drawDetail(app) {
     any ||= !form.hidden;
     if (!form.hidden) form.reset();
   }
-  $("islem-yok").hidden = any;
+  // Only an Açık Kapı supervisor (or an admin) may reveal a shielded applicant, with a reason.
+  const unmask = $("f-unmask");
+  unmask.hidden = !(session && ["supervisor", "admin"].includes(session.role)
+    && app.identity_shielded);
+  if (!unmask.hidden) unmask.reset();
+  $("islem-yok").hidden = any || !unmask.hidden;
   if (allowed.has("forward")) {
     for (const option of $("forward-to").options) option.disabled = option.value === code;
   }
@@ -423,6 +436,23 @@ for (const form of document.querySelectorAll(".actions form")) {
     await refreshAfter(action, current.application_id);
   });
 }
+
+$("f-unmask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!current) return;
+  const form = event.currentTarget;
+  const button = form.querySelector("button[type=submit]");
+  const id = current.application_id;
+  button.disabled = true;
+  const reason = (new FormData(form).get("reason") || "").toString().trim();
+  const answer = await api(`/api/v1/applications/${encodeURIComponent(id)}/unmask`,
+    { method: "POST", body: { reason } });
+  button.disabled = false;
+  if (!answer.ok) { showErrors(answer.errors); return; }
+  alertBox.textContent = "";
+  say("Başvuru sahibinin kimliği kuruma açıldı; gerekçeniz denetim kaydına yazıldı.");
+  if (current && current.application_id === id) await showDetail(id, { focus: false });
+});
 
 async function refreshAfter(action, id) {
   // An answer without approval goes through the responses topic: give it a moment to land.
