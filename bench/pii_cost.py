@@ -275,6 +275,8 @@ async def main(args: argparse.Namespace) -> None:
             ]
             sealed = sum(1 for name in names if is_ciphertext(name))
             clear = sum(1 for name in names if name == BODY["applicant"]["first_name"])
+            # The plain rounds stored TC Kimlik Nos in the clear: nothing of the run may stay.
+            await app.state.runtime.mongo.drop_database(settings.database_name("intake"))
     encrypted = statistics.median(rates["encrypted"])
     plain = statistics.median(rates["plain"])
     cpu_encrypted = statistics.median(cpus["encrypted"])

@@ -170,7 +170,7 @@ async def test_a_disguised_or_empty_file_is_refused_and_nothing_is_kept(intake: 
     exe = await intake.upload(EXE, "dilekçe.pdf")
     html = await intake.upload(b"<!DOCTYPE html><html><script>alert(1)</script>", "tapu.pdf")
     empty = await intake.upload(b"", "bos.pdf")
-    missing = await intake.http.post("/api/v1/attachments", data={"note": "dosya yok"})
+    missing = await intake.http.post("/api/v1/attachments", files={"note": (None, "dosya yok")})
 
     assert exe.status_code == html.status_code == 415
     [error] = exe.json()["errors"]

@@ -28,6 +28,7 @@ from services.common.events import (
     Outcome,
     Priority,
 )
+from services.common.pii import unseal
 from services.common.settings import Settings
 from services.tracking.app import build_app
 from tests import support
@@ -249,7 +250,7 @@ async def test_an_answer_goes_through_the_topic_the_sms_is_requested_and_the_res
         lambda b: b.get("idempotency_key") == key,
         timeout=WAIT,
     )
-    assert sms["to"] == case.phone and sms["template"] == "application_answered"
+    assert unseal(sms["to"]) == case.phone and sms["template"] == "application_answered"
     assert sms["params"]["outcome_label"] == "kısmen olumlu"
     assert sms["params"]["application_number"] == case.number
 
