@@ -25,7 +25,7 @@ from services.common.settings import Settings, get_settings
 class Role(StrEnum):
     """Who a token speaks for (docs/security.md has the roles matrix)."""
 
-    # A citizen logged in through e-Devlet (the subject is the TC Kimlik No's blind index).
+    # A citizen logged in through e-Devlet (the subject is the TC Kimlik No): the KVKK export only.
     citizen = "citizen"
     # An Açık Kapı officer: the counter and routing both (the contract's original role).
     officer = "officer"

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -62,12 +63,13 @@ from playwright.async_api import (
 )
 from pymongo import AsyncMongoClient
 
+from services.common import topics
 from services.common.auth import Role
 from services.common.settings import SERVICE_PORTS, Settings
 from services.intake.domain import counter_key, numbering_year
-from tests.conftest import fresh_consumer_group, intake_serves_denizli
+from tests.conftest import Tap, fresh_consumer_group, intake_serves_denizli
 from tests.e2e.conftest import READS
-from tests.support import bearer, sms_texts_to
+from tests.support import bearer, sms_texts_to, valid_tckn
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -386,3 +388,85 @@ async def sms_to(phone: str, needle: str, timeout: float = 60.0) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"no SMS containing {needle!r} within {timeout}s: {texts}")
         await asyncio.sleep(0.3)
+
+
+async def poll(fetch: Any, ok: Any, timeout: float = 90.0) -> Any:
+    """Calls `fetch` until `ok` says its answer is the one awaited; that answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = await fetch()
+        if ok(last):
+            return last
+        if time.monotonic() > deadline:
+            shown = last.text if isinstance(last, httpx.Response) else last
+            raise AssertionError(f"not reached within {timeout}s; last: {shown}")
+        await asyncio.sleep(0.3)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """An application a citizen sent over the web form's API, as routing routed it."""
+
+    application_id: str
+    number: str
+    phone: str
+    applicant: dict[str, str]
+    institution: str
+
+
+async def register_and_route(
+    live: LiveStack,
+    http: httpx.AsyncClient,
+    *,
+    application_type: str,
+    subject: str,
+    text: str,
+    timeout: float = 90.0,
+) -> Routed:
+    """A water application (a category whose name says so) registered at the running intake
+    and awaited on the routed topic."""
+    running = await live.start_all(["intake", "routing"])
+    intake, routing = running["intake"], running["routing"]
+    phone = f"+90532{random.randint(1_000_000, 9_999_999)}"
+    applicant = {
+        "tckn": valid_tckn(random.Random()),
+        "first_name": "Gülşen",
+        "last_name": "Çağlayanoğlu",
+        "mother_maiden_initials": "ÖZ",
+        "phone": phone,
+    }
+    async with Tap(live.settings.kafka_bootstrap, [topics.ROUTED]) as tap:
+        taxonomy = (await http.get(f"{routing.url}/api/v1/taxonomy")).json()
+        category = next(
+            c
+            for h in taxonomy["headings"]
+            for c in h["categories"]
+            if "su" in c["name"].lower() or "içme" in c["name"].lower()
+        )
+        created = await http.post(
+            f"{intake.url}/api/v1/applications",
+            json={
+                "channel": "web",
+                "applicant": applicant,
+                "province_code": 20,
+                "district": "Merkezefendi",
+                "application_type": application_type,
+                "category_code": category["code"],
+                "subject": subject,
+                "text": text,
+            },
+        )
+        assert created.status_code == 201, created.text
+        registered = created.json()
+        _, routed = await tap.wait_for(
+            topics.ROUTED,
+            lambda e: e.get("application_id") == registered["application_id"],
+            timeout=timeout,
+        )
+    return Routed(
+        registered["application_id"],
+        registered["application_number"],
+        phone,
+        applicant,
+        routed["institution_code"],
+    )

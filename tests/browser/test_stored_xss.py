@@ -8,23 +8,17 @@ dialog, no element it names; every payload is shown literally, as text. The coun
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
-from services.common import topics
 from services.common.auth import Role
-from tests.browser.conftest import LiveStack, NewPage, OfflineGuard
-from tests.conftest import Tap
-from tests.support import valid_tckn
+from tests.browser.conftest import LiveStack, NewPage, OfflineGuard, poll, register_and_route
 
 WAIT = 90.0  # generous: the bus is shared with other runs
 
@@ -56,68 +50,15 @@ class Case:
     institution: str
 
 
-async def poll(fetch: Any, ok: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await fetch()
-        if ok(last):
-            return last
-        if time.monotonic() > deadline:
-            shown = last.text if isinstance(last, httpx.Response) else last
-            raise AssertionError(f"not reached within {timeout}s; last: {shown}")
-        await asyncio.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 async def case(live: LiveStack) -> Case:
     """The application, registered at intake's HTTP API and routed to an institution."""
-    services = await live.start_all(["intake", "routing", "tracking"])
-    intake, routing = services["intake"], services["routing"]
-    phone = f"+90532{random.randint(1_000_000, 9_999_999)}"
-    applicant = {
-        "tckn": valid_tckn(random.Random()),
-        "first_name": "Gülşen",
-        "last_name": "Çağlayanoğlu",
-        "mother_maiden_initials": "ÖZ",
-        "phone": phone,
-    }
-    async with (
-        httpx.AsyncClient(timeout=15) as http,
-        Tap(live.settings.kafka_bootstrap, [topics.ROUTED]) as tap,
-    ):
-        taxonomy = (await http.get(f"{routing.url}/api/v1/taxonomy")).json()
-        category = next(
-            c
-            for h in taxonomy["headings"]
-            for c in h["categories"]
-            if "su" in c["name"].lower() or "içme" in c["name"].lower()
+    await live.start_all(["intake", "routing", "tracking"])
+    async with httpx.AsyncClient(timeout=15) as http:
+        routed = await register_and_route(
+            live, http, application_type="istek", subject=SUBJECT, text=TEXT, timeout=WAIT
         )
-        created = await http.post(
-            f"{intake.url}/api/v1/applications",
-            json={
-                "channel": "web",
-                "applicant": applicant,
-                "province_code": 20,
-                "district": "Merkezefendi",
-                "application_type": "istek",
-                "category_code": category["code"],
-                "subject": SUBJECT,
-                "text": TEXT,
-            },
-        )
-        assert created.status_code == 201, created.text
-        registered = created.json()
-        _, routed = await tap.wait_for(
-            topics.ROUTED,
-            lambda e: e.get("application_id") == registered["application_id"],
-            timeout=WAIT,
-        )
-    return Case(
-        registered["application_id"],
-        registered["application_number"],
-        phone,
-        routed["institution_code"],
-    )
+    return Case(routed.application_id, routed.number, routed.phone, routed.institution)
 
 
 def watch(page: Page) -> list[str]:

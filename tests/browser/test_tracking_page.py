@@ -6,7 +6,6 @@ personal data and works by keyboard."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import time
@@ -17,13 +16,18 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from services.common import topics
 from services.common.application_number import InvalidApplicationNumber, parse_number
 from services.common.auth import Role
 from services.common.turkish_time import long_datetime, parse_instant
-from tests.browser.conftest import LiveStack, NewPage, OfflineGuard, screenshot, sms_to
-from tests.conftest import Tap
-from tests.support import valid_tckn
+from tests.browser.conftest import (
+    LiveStack,
+    NewPage,
+    OfflineGuard,
+    poll,
+    register_and_route,
+    screenshot,
+    sms_to,
+)
 
 ANSWER = (
     "Sırakapılar Mahallesi'ndeki arıza giderilmiş, şebeke suyu 14.00'te yeniden verilmiştir. "
@@ -49,60 +53,26 @@ class Answered:
         return self.phone[-4:]
 
 
-async def poll(fetch: Any, ok: Any, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await fetch()
-        if ok(last):
-            return last
-        if time.monotonic() > deadline:
-            shown = last.text if isinstance(last, httpx.Response) else last
-            raise AssertionError(f"not reached within {timeout}s; last: {shown}")
-        await asyncio.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 async def answered(live: LiveStack) -> Answered:
     services = await live.start_all(["intake", "routing", "tracking", "notification"])
-    intake, routing, tracking = services["intake"], services["routing"], services["tracking"]
-    phone = f"+90532{random.randint(1_000_000, 9_999_999)}"
-    applicant = {
-        "tckn": valid_tckn(random.Random()),
-        "first_name": "Gülşen",
-        "last_name": "Çağlayanoğlu",
-        "mother_maiden_initials": "ÖZ",
-        "phone": phone,
-    }
-    async with (
-        httpx.AsyncClient(timeout=15) as http,
-        Tap(live.settings.kafka_bootstrap, [topics.ROUTED]) as tap,
-    ):
-        taxonomy = (await http.get(f"{routing.url}/api/v1/taxonomy")).json()
-        category = next(
-            c
-            for h in taxonomy["headings"]
-            for c in h["categories"]
-            if "su" in c["name"].lower() or "içme" in c["name"].lower()
+    tracking = services["tracking"]
+    async with httpx.AsyncClient(timeout=15) as http:
+        routed = await register_and_route(
+            live,
+            http,
+            application_type="sikayet",
+            subject="Mahallemizde içme suyu kesintisi",
+            text="Sırakapılar Mahallesi'nde iki gündür şebeke suyu akmıyor.",
+            timeout=WAIT,
         )
-        created = await http.post(
-            f"{intake.url}/api/v1/applications",
-            json={
-                "channel": "web",
-                "applicant": applicant,
-                "province_code": 20,
-                "district": "Merkezefendi",
-                "application_type": "sikayet",
-                "category_code": category["code"],
-                "subject": "Mahallemizde içme suyu kesintisi",
-                "text": "Sırakapılar Mahallesi'nde iki gündür şebeke suyu akmıyor.",
-            },
+        app_id, number, phone, code = (
+            routed.application_id,
+            routed.number,
+            routed.phone,
+            routed.institution,
         )
-        assert created.status_code == 201, created.text
-        app_id, number = created.json()["application_id"], created.json()["application_number"]
-        _, routed = await tap.wait_for(
-            topics.ROUTED, lambda e: e.get("application_id") == app_id, timeout=WAIT
-        )
-        code = routed["institution_code"]
+        applicant = routed.applicant
 
         # The institution opens it (an explicit act: reading it opens nothing) and answers.
         mine = tracking.token(Role.institution, code)

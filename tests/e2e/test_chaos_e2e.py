@@ -353,7 +353,7 @@ async def tracked_as_routed(http: httpx.AsyncClient, chaos: Chaos) -> set[str]:
     """Ids of the applications tracking lists as routed to the institution (a supervisor's
     look does not open them, so they stay routed)."""
     url = f"{chaos.fleet.urls['tracking']}/api/v1/institutions/{INSTITUTION}/applications"
-    headers = bearer(chaos.settings, Role.supervisor, subject="chaos-vali-yardimcisi")
+    headers = bearer(chaos.settings, Role.supervisor, subject="chaos-vali-yardimcisi", province=20)
     found: set[str] = set()
     cursor: str | None = None
     while True:
