@@ -16,7 +16,7 @@ from services.common.retention import RetentionJob
 from services.common.settings import Settings
 from services.notification.domain import NotificationState
 from services.notification.store import _document
-from services.routing.lifecycle import ApplicationRecord, RoutingFile
+from services.routing.lifecycle import ApplicationRecord, RoutingFile, Waiting
 from tests.unit.test_routing_handlers import received
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,11 @@ async def test_routing_anonymises_its_sealed_applicant_and_still_reads_the_file(
         received(application_id=str(uuid.uuid4())),
     )
     for event, days in ((old, job.days + 3), (new, 1)):
-        file = RoutingFile(application=ApplicationRecord.from_event(event), state="pending")
+        file = RoutingFile(
+            application=ApplicationRecord.from_event(event),
+            state="pending",
+            waiting=Waiting(reason="Kategori belirtilmemiş.", since=datetime.now(UTC)),
+        )
         await backdated(collection, store.to_document(file), "received_at", days)
 
     report = await job.run()
