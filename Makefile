@@ -57,7 +57,8 @@ run: install ## start the whole system on the default ports, load demo data, pri
 	echo "  public report http://127.0.0.1:$$AK_REPORTING_PORT/rapor"; \
 	echo "  Prometheus    http://127.0.0.1:$$AK_PROMETHEUS_PORT (alerts: /alerts; dashboards: deploy/monitoring/grafana-*.json)"; \
 	echo "  a token       $(PY) -m services.common.devtoken --role officer"; \
-	echo "                (roles: officer, institution --institution CODE, supervisor, admin)"; \
+	echo "                (roles: officer, counter_officer, routing_officer, institution --institution CODE,"; \
+	echo "                 supervisor --province 20, governor, auditor, admin, citizen: docs/security.md)"; \
 	echo "  a citizen     $(PY) -m services.intake.identity --demo (people the identity check knows)"; \
 	echo "  SMS sent      $$AK_DATA_DIR/fakesmsc.out (the web form's codes too)"; \
 	echo "  e-mail sent   $$AK_DATA_DIR/mail (a Maildir)"
