@@ -42,7 +42,7 @@ def build_app(settings: Settings, *, consumer_group: str | None = None) -> FastA
     retention = retention_job(service, [RETENTION])
 
     async def seal_clear_names() -> None:  # documents written before names were encrypted
-        await store.seal_clear_applicants()
+        await store.seal_clear_applicants_once()
 
     served = intake_messaging.ServedProvinces(settings)
     assertions = AssertionStore(db)

@@ -17,6 +17,7 @@ another service's `applications` must not become ours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -156,10 +157,15 @@ RETENTION = RetentionRule(
     replace={"applicant.tckn_masked": "***********", "text": ANONYMISED_TEXT},
 )
 
+# The one-off change that encrypted the names and e-mails of documents written before issue 11.
+SEALED_NAMES = "sealed-applicant-names"
+
 
 class ApplicationStore:
     def __init__(self, db: Database, cipher: PiiCipher, publisher: Publisher) -> None:
         self._applications = db["intake_applications"]
+        # One document per one-off data change done (its name as `_id`).
+        self._migrations = db["intake_migrations"]
         self._inserts = GroupCommit(self._applications)
         self._cipher = cipher
         self.cipher = cipher
@@ -261,6 +267,17 @@ class ApplicationStore:
             "phone": self.open_field(stored, "phone") or "",
             "email": self.open_field(stored, "email"),
         }
+
+    async def seal_clear_applicants_once(self) -> int:
+        """`seal_clear_applicants` until it has once found nothing left: every process then
+        skips the scan (it reads the whole collection) at start-up. Nothing written since
+        holds clear names, so once done stays done."""
+        if await self._migrations.find_one({"_id": SEALED_NAMES}) is not None:
+            return 0
+        changed = await self.seal_clear_applicants()
+        with contextlib.suppress(DuplicateKeyError):  # another process finished it too
+            await self._migrations.insert_one({"_id": SEALED_NAMES})
+        return changed
 
     async def seal_clear_applicants(self, batch: int = 500) -> int:
         """Encrypts names and e-mail that documents written before they were encrypted still
